@@ -1,0 +1,62 @@
+//! The HTTP side of imss on `http.port` (8190): health check now; the admin web
+//! interface, JSON API, live feed and Prometheus metrics build on this router.
+//!
+//! Owns: the axum router and its listener. Must not: touch media or SIP state directly —
+//! it reads figures through [`Health`] and the server's status snapshots.
+
+use axum::{Router, extract::State, http::StatusCode, routing::get};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+/// What `/healthz` reports: starting, ready (every listener up) or draining.
+#[derive(Debug, Default)]
+pub struct Health {
+    state: AtomicU8,
+    draining: AtomicBool,
+}
+
+const STARTING: u8 = 0;
+const READY: u8 = 1;
+
+impl Health {
+    /// Marks every listener as up.
+    pub fn set_ready(&self) {
+        self.state.store(READY, Ordering::Release);
+    }
+    /// Marks the server as draining: `/healthz` answers 503 from now on.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+    /// Whether new work should be sent here.
+    pub fn is_ready(&self) -> bool {
+        self.state.load(Ordering::Acquire) == READY && !self.draining.load(Ordering::Acquire)
+    }
+}
+
+/// The router: `GET /healthz`.
+pub fn router(health: Arc<Health>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .with_state(health)
+}
+
+async fn healthz(State(health): State<Arc<Health>>) -> (StatusCode, &'static str) {
+    if health.draining.load(Ordering::Acquire) {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+    } else if health.is_ready() {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+    }
+}
+
+/// Serves `router` on an already bound listener until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
