@@ -1,0 +1,243 @@
+//! `imss`: the media streaming server and its operator tools.
+//!
+//! `serve` runs the server (embedded defaults without `--config`), `check-config` validates a
+//! file, `call` places one test call and `bench` many.
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use imss_server::Config;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "imss", version, about = "Open media streaming server for contact centres")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the media streaming server.
+    Serve {
+        /// Configuration file (TOML). Without it the embedded defaults are used.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory for the embedded defaults (audio/, mail/, cache/ below it).
+        #[arg(long, default_value = "imss-data")]
+        data_dir: PathBuf,
+    },
+    /// Validate a configuration file and exit (non-zero with the key and line on error).
+    CheckConfig {
+        /// Configuration file (TOML).
+        file: PathBuf,
+    },
+    /// Place one call, receive its RTP, report loss and jitter, optionally write a WAV.
+    Call {
+        /// SIP URI, e.g. 'sip:annc@127.0.0.1:6060;play=x.wav' or 'sip:moh@127.0.0.1:6060'.
+        uri: String,
+        /// Seconds to stay on the call (the server may hang up first).
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Write the received audio here (8 kHz mono 16-bit WAV).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Codecs to offer, in order of preference.
+        #[arg(long, value_delimiter = ',', default_value = "pcmu,pcma")]
+        codecs: Vec<String>,
+        /// Packet time to ask for, in ms.
+        #[arg(long, default_value_t = 20)]
+        ptime: u32,
+        /// Local address for SIP and RTP.
+        #[arg(long, default_value = "127.0.0.1")]
+        local_ip: IpAddr,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load test: many concurrent calls to one URI.
+    Bench {
+        /// SIP URI to call.
+        uri: String,
+        /// Concurrent calls.
+        #[arg(long, default_value_t = 100)]
+        calls: usize,
+        /// Seconds each call is held after it is answered.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// New calls per second while ramping up.
+        #[arg(long, default_value_t = 200.0)]
+        rate: f64,
+        /// PID of the server, to report its CPU and memory (same machine only).
+        #[arg(long)]
+        server_pid: Option<u32>,
+        /// Local address for SIP and RTP.
+        #[arg(long, default_value = "127.0.0.1")]
+        local_ip: IpAddr,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    raise_open_files_limit();
+    match cli.command {
+        Command::CheckConfig { file } => {
+            let config = Config::load(&file)?;
+            println!(
+                "{}: ok ({} live source{})",
+                file.display(),
+                config.external_audio.len(),
+                if config.external_audio.len() == 1 { "" } else { "s" }
+            );
+            Ok(())
+        }
+        Command::Serve { config, data_dir } => {
+            let config = match config {
+                Some(path) => Config::load(&path)?,
+                None => {
+                    let c = Config::embedded(&data_dir);
+                    prepare_embedded(&c)?;
+                    c
+                }
+            };
+            runtime()?.block_on(serve(config))
+        }
+        Command::Call {
+            uri,
+            seconds,
+            out,
+            codecs,
+            ptime,
+            local_ip,
+            json,
+        } => {
+            let opts = imss_client::CallOptions {
+                uri,
+                seconds,
+                out,
+                codecs: parse_codecs(&codecs)?,
+                ptime_ms: ptime,
+                local_ip,
+            };
+            let report = runtime()?
+                .block_on(imss_client::place_call(&opts))
+                .with_context(|| format!("call to {}", opts.uri))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
+            Ok(())
+        }
+        Command::Bench {
+            uri,
+            calls,
+            seconds,
+            rate,
+            server_pid,
+            local_ip,
+            json,
+        } => {
+            let opts = imss_client::BenchOptions {
+                uri,
+                calls,
+                seconds,
+                rate,
+                server_pid,
+                local_ip,
+            };
+            let report = runtime()?
+                .block_on(imss_client::run_bench(&opts))
+                .with_context(|| format!("bench against {}", opts.uri))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")
+}
+
+fn parse_codecs(names: &[String]) -> Result<Vec<imss_client::Codec>> {
+    names
+        .iter()
+        .map(|n| match n.to_ascii_lowercase().as_str() {
+            "pcmu" | "ulaw" => Ok(imss_client::Codec::Pcmu),
+            "pcma" | "alaw" => Ok(imss_client::Codec::Pcma),
+            other => bail!("unknown codec {other:?}: use pcmu and/or pcma"),
+        })
+        .collect()
+}
+
+/// Creates the data folders of the embedded defaults and, on a fresh start, the demo music
+/// the `moh` source plays.
+fn prepare_embedded(config: &Config) -> Result<()> {
+    let moh = config.audio_root().join("moh");
+    std::fs::create_dir_all(&moh).with_context(|| format!("creating {}", moh.display()))?;
+    let empty = std::fs::read_dir(&moh)
+        .with_context(|| format!("reading {}", moh.display()))?
+        .next()
+        .is_none();
+    if empty {
+        let demo = moh.join("imss-demo.wav");
+        imss_server::write_demo_music(&demo)
+            .with_context(|| format!("writing {}", demo.display()))?;
+    }
+    Ok(())
+}
+
+async fn serve(config: Config) -> Result<()> {
+    let server = imss_server::start(config).await?;
+    // One machine-readable line on stdout so scripts and tests learn the bound ports.
+    println!(
+        "{}",
+        serde_json::json!({
+            "event": "ready",
+            "sip_udp": server.sip_udp.to_string(),
+            "sip_tcp": server.sip_tcp.to_string(),
+            "http": server.http.to_string(),
+        })
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down: ending calls");
+    server.shutdown().await;
+    Ok(())
+}
+
+/// Raises the soft open-files limit to the hard limit: every call holds two RTP sockets.
+fn raise_open_files_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed by pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}

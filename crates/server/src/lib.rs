@@ -1,0 +1,204 @@
+//! The imss server's core: wires a SIP dialog to an RTP stream and its source.
+//!
+//! Owns: the configuration model, start-up and shutdown of every listener, the live
+//! sources, and the call table (one entry per SIP dialog, each with its paced RTP stream).
+//! The SIP, RTP and media crates do the protocol and media work; this crate only moves
+//! bytes between sockets and their sans-IO cores and decides what each call plays.
+//!
+//! Must not: build packets or touch audio samples (the pacing engine does), or block the
+//! tokio runtime (file decoding runs on the blocking pool).
+
+pub mod audio_root;
+pub mod config;
+mod demo;
+mod live;
+mod sip_shell;
+pub mod target;
+
+pub use config::{Config, ConfigError};
+pub use demo::write_demo_music;
+
+use imss_media::ClipCache;
+use imss_rtp::PortAllocator;
+use imss_rtp::pacing::Pacer;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not bind.
+    #[error("cannot listen for {what} on {addr}: {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// Address tried.
+        addr: SocketAddr,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// The RTP port range cannot be used.
+    #[error("rtp port range: {0}")]
+    Ports(String),
+    /// The pacing threads could not start.
+    #[error("cannot start the pacing threads: {0}")]
+    Pacing(std::io::Error),
+    /// A data folder could not be created.
+    #[error("cannot create {path}: {source}")]
+    DataDir {
+        /// Folder.
+        path: std::path::PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// A started server: its bound addresses and the handle that stops it.
+pub struct RunningServer {
+    /// SIP over UDP.
+    pub sip_udp: SocketAddr,
+    /// SIP over TCP.
+    pub sip_tcp: SocketAddr,
+    /// HTTP (health check, later the web interface).
+    pub http: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    health: Arc<imss_web::Health>,
+}
+
+impl RunningServer {
+    /// Stops accepting calls, ends every call with BYE, and waits for the tasks.
+    pub async fn shutdown(self) {
+        self.health.set_draining();
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Shared, read-mostly state every call needs.
+pub(crate) struct Shared {
+    pub config: Config,
+    pub clips: Arc<ClipCache>,
+    pub ports: PortAllocator,
+    pub pacer: Pacer,
+    pub sources: live::LiveSources,
+}
+
+/// Starts every listener and the media plane; returns once all of them are up.
+pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+    for dir in [config.general.data_dir.clone(), config.audio_root()] {
+        std::fs::create_dir_all(&dir).map_err(|source| StartError::DataDir {
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    let cache_bytes = config.audio.cache_mib.unwrap_or(256) * 1024 * 1024;
+    let clips = Arc::new(ClipCache::new(cache_bytes));
+    let ports = PortAllocator::new(config.rtp.bind, config.rtp.port_min, config.rtp.port_max)
+        .map_err(|e| StartError::Ports(e.to_string()))?;
+    let sources = live::LiveSources::start(&config, &clips);
+
+    let (pacer_tx, pacer_rx) = tokio::sync::mpsc::unbounded_channel();
+    let threads = if config.rtp.pacing_threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        config.rtp.pacing_threads
+    };
+    let pacer = Pacer::start(
+        threads,
+        Arc::new(move |ev| {
+            let _ = pacer_tx.send(ev);
+        }),
+    )
+    .map_err(StartError::Pacing)?;
+
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let health = Arc::new(imss_web::Health::default());
+
+    let sip_bind = SocketAddr::new(config.sip.bind, config.sip.port);
+    let udp = tokio::net::UdpSocket::bind(sip_bind)
+        .await
+        .map_err(|source| StartError::Bind {
+            what: "SIP/UDP",
+            addr: sip_bind,
+            source,
+        })?;
+    let sip_udp = udp.local_addr().map_err(|source| StartError::Bind {
+        what: "SIP/UDP",
+        addr: sip_bind,
+        source,
+    })?;
+    // TCP on the same port as UDP (port 0 in tests: the port UDP got).
+    let tcp_bind = SocketAddr::new(config.sip.bind, sip_udp.port());
+    let tcp = tokio::net::TcpListener::bind(tcp_bind)
+        .await
+        .map_err(|source| StartError::Bind {
+            what: "SIP/TCP",
+            addr: tcp_bind,
+            source,
+        })?;
+    let sip_tcp = tcp.local_addr().map_err(|source| StartError::Bind {
+        what: "SIP/TCP",
+        addr: tcp_bind,
+        source,
+    })?;
+
+    let http_bind = SocketAddr::new(config.http.bind, config.http.port);
+    let http_listener =
+        tokio::net::TcpListener::bind(http_bind)
+            .await
+            .map_err(|source| StartError::Bind {
+                what: "HTTP",
+                addr: http_bind,
+                source,
+            })?;
+    let http = http_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            what: "HTTP",
+            addr: http_bind,
+            source,
+        })?;
+
+    let shared = Arc::new(Shared {
+        config,
+        clips,
+        ports,
+        pacer,
+        sources,
+    });
+
+    let mut tasks = Vec::new();
+    let mut http_shutdown = shutdown_rx.clone();
+    let router = imss_web::router(health.clone());
+    tasks.push(tokio::spawn(async move {
+        let stop = async move {
+            let _ = http_shutdown.wait_for(|s| *s).await;
+        };
+        if let Err(e) = imss_web::serve(http_listener, router, stop).await {
+            tracing::error!(error = %e, "HTTP listener failed");
+        }
+    }));
+    tasks.push(tokio::spawn(sip_shell::run(
+        shared,
+        udp,
+        sip_udp,
+        tcp,
+        pacer_rx,
+        shutdown_rx,
+    )));
+    health.set_ready();
+    tracing::info!(%sip_udp, %sip_tcp, %http, "imss ready");
+    Ok(RunningServer {
+        sip_udp,
+        sip_tcp,
+        http,
+        shutdown,
+        tasks,
+        health,
+    })
+}

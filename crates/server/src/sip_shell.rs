@@ -1,0 +1,660 @@
+//! The tokio shell around the sans-IO SIP endpoint, and the call table.
+//!
+//! One task owns the [`Endpoint`] and every call: it reads UDP datagrams and framed TCP
+//! messages, feeds them in with the current time, sends what the endpoint hands back, sleeps
+//! until its next timer, and turns endpoint events into streams on the pacing engine (and
+//! pacing events, such as the end of an announcement, into BYEs). TCP connections have a
+//! reader and a writer task each; they never touch call state.
+
+use crate::Shared;
+use crate::audio_root::{self, AudioPathError};
+use crate::target::{self, Target};
+use imss_media::{Clip, Law, PlayItem, Playout, Repeat};
+use imss_rtp::pacing::{NewStream, StreamEvent};
+use imss_rtp::PortPair;
+use imss_sip::endpoint::{
+    CallId, Endpoint, EndpointConfig, Event, Input, Transmit, Transport,
+};
+use imss_sip::message::{self, Message};
+use imss_sip::sdp::{self, AnswerParams, Codec, Negotiated, SessionDescription};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, watch};
+
+/// Largest SIP message accepted over TCP before the connection is closed.
+const MAX_TCP_BUFFER: usize = 128 * 1024;
+/// Largest UDP datagram read.
+const MAX_DATAGRAM: usize = 65_535;
+/// How long shutdown waits for BYE transactions to finish.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+/// What the connection tasks and the blocking pool send to the SIP task.
+enum ShellInput {
+    Tcp {
+        conn: u64,
+        from: SocketAddr,
+        message: Message,
+    },
+    TcpOpened {
+        conn: u64,
+        writer: mpsc::UnboundedSender<Vec<u8>>,
+    },
+    TcpClosed {
+        conn: u64,
+    },
+    Resolved {
+        call: CallId,
+        result: Result<Arc<Clip>, (u16, String)>,
+        announcement: target::Announcement,
+    },
+}
+
+/// A call's media: its ports, what it plays, and whether the pacing engine has it.
+struct Call {
+    offer: Option<String>,
+    stream_id: u64,
+    /// Ports and playout not yet handed to the pacing engine (held from the start).
+    parked: Option<(PortPair, Playout)>,
+    port: u16,
+    in_pacer: bool,
+    session_id: u64,
+    session_version: u64,
+    hanging_up: bool,
+}
+
+struct Shell {
+    shared: Arc<Shared>,
+    endpoint: Endpoint,
+    udp: UdpSocket,
+    tcp_writers: HashMap<u64, mpsc::UnboundedSender<Vec<u8>>>,
+    calls: HashMap<CallId, Call>,
+    by_stream: HashMap<u64, CallId>,
+    next_stream: u64,
+    input_tx: mpsc::UnboundedSender<ShellInput>,
+}
+
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    udp: UdpSocket,
+    udp_addr: SocketAddr,
+    tcp: TcpListener,
+    mut pacer_rx: mpsc::UnboundedReceiver<StreamEvent>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let contact_host = shared.config.sip_advertise().to_string();
+    let mut endpoint = Endpoint::new(EndpointConfig {
+        contact_host,
+        contact_port: udp_addr.port(),
+        user_agent: format!("imss/{} ({})", env!("CARGO_PKG_VERSION"), shared.config.general.name),
+    });
+    endpoint.set_options_sdp(options_sdp(&shared));
+    let (input_tx, mut input_rx) = mpsc::unbounded_channel();
+    let mut shell = Shell {
+        shared,
+        endpoint,
+        udp,
+        tcp_writers: HashMap::new(),
+        calls: HashMap::new(),
+        by_stream: HashMap::new(),
+        next_stream: 1,
+        input_tx,
+    };
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut next_conn: u64 = 1;
+    loop {
+        let deadline = shell
+            .endpoint
+            .poll_timeout()
+            .map(tokio::time::Instant::from_std)
+            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            r = shell.udp.recv_from(&mut buf) => match r {
+                Ok((n, from)) => {
+                    let now = Instant::now();
+                    shell.endpoint.handle_input(now, Input::Datagram { from, bytes: &buf[..n] });
+                }
+                // ICMP errors of earlier sends surface here on some systems; keep serving.
+                Err(e) => tracing::debug!(error = %e, "SIP/UDP receive error"),
+            },
+            r = tcp.accept() => match r {
+                Ok((stream, from)) => {
+                    let conn = next_conn;
+                    next_conn += 1;
+                    spawn_connection(conn, from, stream, shell.input_tx.clone());
+                }
+                Err(e) => tracing::warn!(error = %e, "SIP/TCP accept failed"),
+            },
+            Some(input) = input_rx.recv() => shell.handle_shell_input(input),
+            Some(ev) = pacer_rx.recv() => shell.handle_pacer_event(ev),
+            () = tokio::time::sleep_until(deadline) => {
+                shell.endpoint.handle_timeout(Instant::now());
+            }
+            _ = shutdown.wait_for(|s| *s) => break,
+        }
+        shell.drain();
+    }
+    shell.shut_down(&mut buf).await;
+}
+
+fn spawn_connection(
+    conn: u64,
+    from: SocketAddr,
+    stream: TcpStream,
+    tx: mpsc::UnboundedSender<ShellInput>,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut reader, mut writer) = stream.into_split();
+    let (wtx, mut wrx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let _ = tx.send(ShellInput::TcpOpened { conn, writer: wtx });
+    tokio::spawn(async move {
+        while let Some(bytes) = wrx.recv().await {
+            if writer.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let mut buf: Vec<u8> = Vec::with_capacity(4096);
+        let mut chunk = vec![0u8; 16 * 1024];
+        'read: loop {
+            let n = match reader.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            buf.extend_from_slice(&chunk[..n]);
+            loop {
+                // RFC 3261 §7.5: CRLFs between messages (keep-alives) are ignored.
+                let skip = buf.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
+                buf.drain(..skip);
+                if buf.is_empty() {
+                    break;
+                }
+                match message::parse_stream(&buf) {
+                    Ok(Some((message, used))) => {
+                        buf.drain(..used);
+                        if tx.send(ShellInput::Tcp { conn, from, message }).is_err() {
+                            break 'read;
+                        }
+                    }
+                    Ok(None) if buf.len() > MAX_TCP_BUFFER => {
+                        tracing::info!(peer = %from, "SIP/TCP message too large; closing");
+                        break 'read;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::info!(peer = %from, error = %e, "SIP/TCP framing error; closing");
+                        break 'read;
+                    }
+                }
+            }
+        }
+        let _ = tx.send(ShellInput::TcpClosed { conn });
+    });
+}
+
+impl Shell {
+    fn drain(&mut self) {
+        loop {
+            while let Some(t) = self.endpoint.poll_transmit() {
+                self.send(t);
+            }
+            match self.endpoint.poll_event() {
+                Some(ev) => self.handle_event(ev),
+                None => break,
+            }
+        }
+    }
+
+    fn send(&mut self, t: Transmit) {
+        match t.transport {
+            Transport::Udp => {
+                if let Err(e) = self.udp.try_send_to(&t.bytes, t.to) {
+                    tracing::debug!(peer = %t.to, error = %e, "SIP/UDP send failed");
+                }
+            }
+            Transport::Tcp => {
+                let sent = t
+                    .conn
+                    .and_then(|c| self.tcp_writers.get(&c))
+                    .is_some_and(|w| w.send(t.bytes).is_ok());
+                if !sent {
+                    tracing::debug!(peer = %t.to, "SIP/TCP connection gone; response dropped");
+                }
+            }
+        }
+    }
+
+    fn handle_shell_input(&mut self, input: ShellInput) {
+        let now = Instant::now();
+        match input {
+            ShellInput::Tcp {
+                conn,
+                from,
+                message,
+            } => self.endpoint.handle_input(
+                now,
+                Input::Stream {
+                    conn,
+                    from,
+                    message,
+                },
+            ),
+            ShellInput::TcpOpened { conn, writer } => {
+                self.tcp_writers.insert(conn, writer);
+            }
+            ShellInput::TcpClosed { conn } => {
+                self.tcp_writers.remove(&conn);
+                self.endpoint.connection_closed(conn);
+            }
+            ShellInput::Resolved {
+                call,
+                result,
+                announcement,
+            } => {
+                let Some(offer) = self.calls.get(&call).and_then(|c| c.offer.clone()) else {
+                    return; // cancelled while the file was loading
+                };
+                match result {
+                    Ok(clip) => {
+                        let playout = Playout::new(
+                            vec![PlayItem::Clip(clip)],
+                            announcement.repeat.map_or(Repeat::Forever, Repeat::Times),
+                            announcement.delay,
+                            announcement.duration,
+                        );
+                        self.start_media(now, call, &offer, playout);
+                    }
+                    Err((status, reason)) => {
+                        self.calls.remove(&call);
+                        self.endpoint.reject(now, call, status, &reason, None);
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle_pacer_event(&mut self, ev: StreamEvent) {
+        match ev {
+            StreamEvent::Ended { id } => {
+                let Some(call) = self.by_stream.get(&id).cloned() else {
+                    return;
+                };
+                if let Some(c) = self.calls.get_mut(&call)
+                    && !c.hanging_up
+                {
+                    c.hanging_up = true;
+                    tracing::info!(call_id = ?call, "play finished; hanging up");
+                    self.endpoint.hangup(Instant::now(), call);
+                }
+            }
+            StreamEvent::Removed { id, packets, .. } => {
+                tracing::debug!(stream = id, packets, "stream removed");
+            }
+        }
+    }
+
+    fn handle_event(&mut self, ev: Event) {
+        let now = Instant::now();
+        match ev {
+            Event::IncomingCall {
+                call,
+                request_uri,
+                offer,
+                from,
+                remote,
+                ..
+            } => {
+                tracing::info!(call_id = ?call, %request_uri, %from, peer = %remote, "INVITE");
+                self.incoming_call(now, call, &request_uri, offer);
+            }
+            Event::ReInvite { call, offer } => self.re_invite(now, call, offer),
+            Event::Established { call } => {
+                tracing::debug!(call_id = ?call, "ACK");
+            }
+            Event::Cancelled { call } => {
+                tracing::info!(call_id = ?call, "CANCEL");
+                self.end_call(&call);
+            }
+            Event::Ended { call, reason } => {
+                tracing::info!(call_id = ?call, reason = ?reason, "call ended");
+                self.end_call(&call);
+            }
+            Event::Options { from } => {
+                tracing::debug!(peer = %from, "OPTIONS");
+            }
+        }
+    }
+
+    fn incoming_call(&mut self, now: Instant, call: CallId, request_uri: &str, offer: Option<String>) {
+        if self.calls.len() >= self.shared.config.sip.max_calls {
+            self.endpoint
+                .reject(now, call, 503, "Service Unavailable (call limit reached)", None);
+            return;
+        }
+        let Some(offer) = offer else {
+            self.endpoint.reject(
+                now,
+                call,
+                488,
+                "Not Acceptable Here (an SDP offer in the INVITE is required)",
+                Some("304 imss \"INVITE without SDP offer\""),
+            );
+            return;
+        };
+        let target = match target::parse(request_uri) {
+            Ok(t) => t,
+            Err(e) => {
+                self.endpoint.reject(now, call, 400, &format!("Bad Request ({e})"), None);
+                return;
+            }
+        };
+        let stream_id = self.next_stream;
+        self.next_stream += 1;
+        self.calls.insert(
+            call.clone(),
+            Call {
+                offer: Some(offer.clone()),
+                stream_id,
+                parked: None,
+                port: 0,
+                in_pacer: false,
+                session_id: rand::random::<u32>() as u64,
+                session_version: 1,
+                hanging_up: false,
+            },
+        );
+        match target {
+            Target::Source(name) => match self.shared.sources.ring(&name) {
+                Some(ring) => self.start_media(now, call, &offer, Playout::live(ring)),
+                None => {
+                    self.calls.remove(&call);
+                    self.endpoint.reject(
+                        now,
+                        call,
+                        404,
+                        &format!("Not Found (no source named {name})"),
+                        None,
+                    );
+                }
+            },
+            Target::Announcement(announcement) => {
+                if let Some(name) = announcement.play.strip_prefix("source:") {
+                    match self.shared.sources.ring(name) {
+                        Some(ring) => {
+                            let playout = Playout::new(
+                                vec![PlayItem::Live(ring)],
+                                Repeat::Times(1),
+                                Duration::ZERO,
+                                announcement.duration,
+                            );
+                            self.start_media(now, call, &offer, playout);
+                        }
+                        None => {
+                            self.calls.remove(&call);
+                            self.endpoint.reject(
+                                now,
+                                call,
+                                404,
+                                &format!("Not Found (no source named {name})"),
+                                None,
+                            );
+                        }
+                    }
+                    return;
+                }
+                let shared = self.shared.clone();
+                let tx = self.input_tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    let root = shared.config.audio_root();
+                    let result = audio_root::resolve(&root, &announcement.play)
+                        .map_err(|e| match e {
+                            AudioPathError::Forbidden(_) => (403, format!("Forbidden ({e})")),
+                            AudioPathError::NotFound(_) | AudioPathError::UnsupportedScheme(_) => {
+                                (404, format!("Not Found ({e})"))
+                            }
+                        })
+                        .and_then(|path| {
+                            shared.clips.get(&path).map_err(|e| {
+                                (415, format!("Unsupported Media Type ({e})"))
+                            })
+                        });
+                    let _ = tx.send(ShellInput::Resolved {
+                        call,
+                        result,
+                        announcement,
+                    });
+                });
+            }
+        }
+    }
+
+    /// Negotiates the offer, allocates ports, starts the stream and answers 200 OK.
+    fn start_media(&mut self, now: Instant, call: CallId, offer: &str, playout: Playout) {
+        let offer_sdp = match offer.parse::<SessionDescription>() {
+            Ok(s) => s,
+            Err(e) => {
+                self.calls.remove(&call);
+                self.endpoint
+                    .reject(now, call, 400, &format!("Bad Request (malformed SDP: {e})"), None);
+                return;
+            }
+        };
+        let ports = match self.shared.ports.allocate() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(call_id = ?call, error = %e, "no RTP port");
+                self.calls.remove(&call);
+                self.endpoint
+                    .reject(now, call, 503, "Service Unavailable (no free RTP port)", None);
+                return;
+            }
+        };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let params = AnswerParams {
+            addr: self.shared.config.rtp_advertise(),
+            port: ports.port(),
+            session_id: c.session_id,
+            session_version: c.session_version,
+            username: "imss".into(),
+        };
+        let (answer, negotiated) = match sdp::answer_audio(&offer_sdp, &params) {
+            Ok(r) => r,
+            Err(e) => {
+                self.calls.remove(&call);
+                let warning = format!("304 imss \"{e}\"");
+                self.endpoint.reject(
+                    now,
+                    call,
+                    488,
+                    "Not Acceptable Here (no common codec: PCMU or PCMA required)",
+                    Some(&warning),
+                );
+                return;
+            }
+        };
+        c.port = ports.port();
+        let stream_id = c.stream_id;
+        match negotiated.remote {
+            Some(remote) => {
+                self.shared.pacer.add(new_stream(
+                    stream_id,
+                    ports,
+                    remote,
+                    &negotiated,
+                    playout,
+                    &self.shared.config.general.name,
+                ))
+                .map_or_else(
+                    |e| tracing::error!(call_id = ?call, error = %e, "pacing engine refused stream"),
+                    |()| c.in_pacer = true,
+                );
+            }
+            None => c.parked = Some((ports, playout)),
+        }
+        self.by_stream.insert(stream_id, call.clone());
+        tracing::info!(call_id = ?call, port = c.port, codec = ?negotiated.codec, remote = ?negotiated.remote, "answered");
+        self.endpoint.accept(now, call, answer.to_string());
+    }
+
+    fn re_invite(&mut self, now: Instant, call: CallId, offer: Option<String>) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            self.endpoint.reject(now, call, 481, "Call/Transaction Does Not Exist", None);
+            return;
+        };
+        let Some(offer) = offer.or_else(|| c.offer.clone()) else {
+            self.endpoint.reject(now, call, 488, "Not Acceptable Here (no SDP)", None);
+            return;
+        };
+        let offer_sdp = match offer.parse::<SessionDescription>() {
+            Ok(s) => s,
+            Err(e) => {
+                self.endpoint
+                    .reject(now, call, 400, &format!("Bad Request (malformed SDP: {e})"), None);
+                return;
+            }
+        };
+        c.session_version += 1;
+        let params = AnswerParams {
+            addr: self.shared.config.rtp_advertise(),
+            port: c.port,
+            session_id: c.session_id,
+            session_version: c.session_version,
+            username: "imss".into(),
+        };
+        let (answer, negotiated) = match sdp::answer_audio(&offer_sdp, &params) {
+            Ok(r) => r,
+            Err(e) => {
+                let warning = format!("304 imss \"{e}\"");
+                self.endpoint
+                    .reject(now, call, 488, "Not Acceptable Here", Some(&warning));
+                return;
+            }
+        };
+        c.offer = Some(offer);
+        let pacer = &self.shared.pacer;
+        match (negotiated.remote, c.in_pacer) {
+            (Some(remote), true) => {
+                let (law, pt) = law_of(&negotiated);
+                pacer.update_remote(
+                    c.stream_id,
+                    remote,
+                    rtcp_of(&negotiated, remote),
+                    negotiated.ptime,
+                    law,
+                    pt,
+                );
+                pacer.resume(c.stream_id);
+            }
+            (Some(remote), false) => {
+                if let Some((ports, playout)) = c.parked.take() {
+                    let s = new_stream(
+                        c.stream_id,
+                        ports,
+                        remote,
+                        &negotiated,
+                        playout,
+                        &self.shared.config.general.name,
+                    );
+                    if pacer.add(s).is_ok() {
+                        c.in_pacer = true;
+                    }
+                }
+            }
+            (None, true) => pacer.pause(c.stream_id),
+            (None, false) => {}
+        }
+        tracing::info!(call_id = ?call, remote = ?negotiated.remote, "re-INVITE answered");
+        self.endpoint.accept(now, call, answer.to_string());
+    }
+
+    fn end_call(&mut self, call: &CallId) {
+        if let Some(c) = self.calls.remove(call) {
+            self.by_stream.remove(&c.stream_id);
+            if c.in_pacer {
+                self.shared.pacer.remove(c.stream_id);
+            }
+        }
+    }
+
+    async fn shut_down(mut self, buf: &mut [u8]) {
+        let now = Instant::now();
+        let calls: Vec<CallId> = self.calls.keys().cloned().collect();
+        for call in calls {
+            self.endpoint.hangup(now, call);
+        }
+        self.drain();
+        let until = tokio::time::Instant::now() + DRAIN_GRACE;
+        while !self.calls.is_empty() {
+            let deadline = self
+                .endpoint
+                .poll_timeout()
+                .map(tokio::time::Instant::from_std)
+                .map_or(until, |d| d.min(until));
+            tokio::select! {
+                r = self.udp.recv_from(buf) => if let Ok((n, from)) = r {
+                    self.endpoint.handle_input(Instant::now(), Input::Datagram { from, bytes: &buf[..n] });
+                },
+                () = tokio::time::sleep_until(deadline) => {
+                    if tokio::time::Instant::now() >= until { break; }
+                    self.endpoint.handle_timeout(Instant::now());
+                }
+            }
+            self.drain();
+        }
+        let ids: Vec<u64> = self
+            .calls
+            .values()
+            .filter(|c| c.in_pacer)
+            .map(|c| c.stream_id)
+            .collect();
+        for id in ids {
+            self.shared.pacer.remove(id);
+        }
+    }
+}
+
+fn law_of(n: &Negotiated) -> (Law, u8) {
+    let law = match n.codec {
+        Codec::Pcmu => Law::Pcmu,
+        Codec::Pcma => Law::Pcma,
+    };
+    (law, n.payload_type)
+}
+
+fn rtcp_of(n: &Negotiated, remote: SocketAddr) -> SocketAddr {
+    n.remote_rtcp
+        .unwrap_or_else(|| SocketAddr::new(remote.ip(), remote.port().wrapping_add(1)))
+}
+
+fn new_stream(
+    id: u64,
+    ports: PortPair,
+    remote: SocketAddr,
+    n: &Negotiated,
+    playout: Playout,
+    server_name: &str,
+) -> NewStream {
+    let (law, payload_type) = law_of(n);
+    NewStream {
+        id,
+        ports,
+        remote_rtp: remote,
+        remote_rtcp: rtcp_of(n, remote),
+        payload_type,
+        law,
+        ptime: n.ptime,
+        playout,
+        cname: format!("{server_name}-{id}"),
+    }
+}
+
+/// The SDP of what this server can send, for OPTIONS (RFC 3264 §9).
+fn options_sdp(shared: &Shared) -> String {
+    sdp::capabilities_sdp(shared.config.rtp_advertise(), "imss")
+}
