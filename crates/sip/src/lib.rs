@@ -1,0 +1,25 @@
+//! Sans-IO SIP (RFC 3261) and SDP (RFC 4566, RFC 3264 offer/answer) for imss.
+//!
+//! This crate owns the SIP message codec ([`message`]), the SDP model and the audio
+//! offer/answer of a server that only sends G.711 ([`sdp`]), the user-agent server core with
+//! its transactions and dialogs ([`endpoint`]), and the user-agent client used by
+//! `imss call` and `imss bench` ([`uac`]).
+//!
+//! It must not do I/O: it holds no sockets, never reads the clock, never sleeps and spawns
+//! nothing. All time is external input (`now: Instant`); the state machines hand back what to
+//! send and when to wake up. The tokio shells in `imss-server` and `imss-client` move the
+//! bytes. The run-loop rule for a shell is: after every `handle_*` call or command, drain
+//! `poll_transmit` and `poll_event` until both return `None`, then sleep until `poll_timeout`
+//! (or the next input) and call `handle_timeout`.
+//!
+//! The codec and the transaction layer are hand-written rather than taken from a crate: the
+//! Rust SIP crates available either parse without the input bounds a server facing the
+//! network needs (message size, header count, line length, body size), or bring their own
+//! async runtime and sockets, which would break the sans-IO design that makes every RFC 3261
+//! timer testable with a virtual clock. The subset of SIP a media server needs is small enough
+//! to own.
+
+pub mod endpoint;
+pub mod message;
+pub mod sdp;
+pub mod uac;

@@ -1,0 +1,1 @@
+//! The user-agent client used by `imss call` and `imss bench`.
