@@ -1,0 +1,466 @@
+//! The pacing engine: the media plane's threads, which send every stream's RTP packets on
+//! time and their RTCP reports.
+//!
+//! # Threading model
+//! [`Pacer::start`] spawns `threads` dedicated std threads (not tokio tasks: a tokio timer has
+//! millisecond granularity and shares its worker with everything else). Each thread owns its
+//! streams outright — a slab of per-stream state, no sharing, no locks — and a wheel of 1 ms
+//! slots. A stream of ptime P is due at ticks ≡ phase (mod P) of its thread's clock; a new
+//! stream gets the phase whose ticks carry the fewest packets, so 20 ms streams spread evenly
+//! over 20 slots and mixed ptimes interleave. Deadlines are computed, never accumulated:
+//! tick *n* is `start + n ms` exactly, and the thread sleeps to it with
+//! `clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME)` (timer slack lowered to 1 µs).
+//!
+//! On each wake-up the thread drains its command queue (a lock-free `SegQueue`: add, remove,
+//! pause, resume, replace playout, update remote), then for every stream due fills the payload
+//! straight into a preallocated buffer ([`Playout::fill`]), writes the RTP header in front
+//! ([`Packetizer::write_header`]) and sends it. The per-packet path does not allocate, lock or
+//! log; send errors (ECONNREFUSED after an ICMP port unreachable, EAGAIN) are counted in
+//! [`PacerStats`] and never stop a stream. A stream's RTCP timer is checked when the stream
+//! is due (at most once per slot): SR + SDES on the odd port at the RFC 3550 interval, and
+//! receiver reports waiting on that socket are read then, without blocking. Events
+//! ([`StreamEvent`]) are rare and go straight to the callback, from the pacing thread: the
+//! callback must be quick and must not block (e.g. a non-blocking channel send).
+//!
+//! Each stream has its own socket pair — the RTP port advertised in SDP is its source port
+//! (symmetric RTP) — `connect()`ed to the remote, so sending is `send()` with no address.
+//!
+//! # Late wake-ups: catch up, in one `sendmmsg`
+//! When the thread wakes late (a descheduled core, a long slot), it processes every missed
+//! tick in order. A stream that owes more than one packet sends all it owes, each with the
+//! timestamp of its own deadline, in a single `sendmmsg` on its socket: RTP receivers handle a
+//! short burst with their jitter buffer far better than a gap, which they would play as loss
+//! and count in their RTCP reports. The catch-up is bounded at 8 packets (80–160 ms for 10–20
+//! ms ptime); older packets would arrive after any jitter buffer had played out their time, so
+//! they are skipped: the timestamp advances over them while the sequence number does not (the
+//! receiver sees a silent gap, not loss) and the playout is not advanced (a prompt loses no
+//! words; a live source is read by time anyway). Skips are counted in [`PacerStats`].
+//! Lateness beyond 2 ms is counted per wake-up, and the maximum kept.
+//!
+//! Pause keeps the stream on its schedule without sending: its timestamp advances at each
+//! deadline, so after resume it equals wall-clock media time, and the first packet after
+//! resume carries the marker bit, as does the first packet of the stream.
+
+mod sys;
+mod wheel;
+mod worker;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_queue::SegQueue;
+use imss_media::{Law, Playout};
+
+#[cfg(doc)]
+use crate::Packetizer;
+use crate::ports::PortPair;
+
+pub use wheel::MAX_PTIME_MS;
+
+/// A stream to start sending.
+pub struct NewStream {
+    /// Caller's identifier, unique among live streams.
+    pub id: u64,
+    /// The local RTP/RTCP sockets (the RTP port is the one advertised in SDP).
+    pub ports: PortPair,
+    /// Where RTP goes.
+    pub remote_rtp: SocketAddr,
+    /// Where RTCP goes.
+    pub remote_rtcp: SocketAddr,
+    /// RTP payload type (0 for PCMU, 8 for PCMA, or as negotiated).
+    pub payload_type: u8,
+    /// The G.711 law of the payload.
+    pub law: Law,
+    /// Packet time: whole milliseconds from 1 to [`MAX_PTIME_MS`].
+    pub ptime: Duration,
+    /// What to play.
+    pub playout: Playout,
+    /// RTCP SDES CNAME (at most 255 octets).
+    pub cname: String,
+}
+
+/// What the pacing threads report back (rarely: once per playout end or removal).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamEvent {
+    /// The playout returned `Fill::Ended`; the stream no longer sends (until its playout is
+    /// replaced) but keeps its ports until removed.
+    Ended {
+        /// Stream id.
+        id: u64,
+    },
+    /// The stream sent its RTCP BYE and released its ports.
+    Removed {
+        /// Stream id.
+        id: u64,
+        /// RTP packets sent over the stream's life.
+        packets: u64,
+        /// RTP payload octets sent over the stream's life.
+        octets: u64,
+    },
+}
+
+/// Why a stream was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum PacingError {
+    /// A live stream already has this id.
+    #[error("stream {id} already exists")]
+    DuplicateId {
+        /// The id.
+        id: u64,
+    },
+    /// The packet time is not a whole number of milliseconds in range.
+    #[error("ptime {ptime:?} unsupported: whole milliseconds from 1 to {MAX_PTIME_MS} are")]
+    Ptime {
+        /// The ptime asked for.
+        ptime: Duration,
+    },
+    /// The CNAME does not fit an SDES item.
+    #[error("RTCP CNAME is {len} octets long, the limit is 255")]
+    Cname {
+        /// CNAME length.
+        len: usize,
+    },
+    /// Preparing a socket failed (non-blocking mode or connect to the remote).
+    #[error("cannot {action} for stream {id}: {source}")]
+    Socket {
+        /// Stream id.
+        id: u64,
+        /// What was attempted, naming the address.
+        action: String,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The pacer is shutting down.
+    #[error("the pacer is shutting down")]
+    ShuttingDown,
+}
+
+/// Counters over all pacing threads since start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PacerStats {
+    /// RTP packets handed to the kernel.
+    pub packets_sent: u64,
+    /// RTP octets (headers included) handed to the kernel.
+    pub octets_sent: u64,
+    /// RTP and RTCP sends that failed (ECONNREFUSED, EAGAIN, …).
+    pub send_errors: u64,
+    /// Packets skipped because a thread woke too late to send them usefully.
+    pub skipped_packets: u64,
+    /// Wake-ups more than 2 ms after their deadline.
+    pub late_wakeups: u64,
+    /// The latest any wake-up has been.
+    pub max_lateness: Duration,
+    /// RTCP compound packets sent (SR/RR, BYE).
+    pub rtcp_sent: u64,
+    /// RTCP receiver reports about our streams received.
+    pub receiver_reports: u64,
+    /// Sum over streams of the cumulative loss their receivers last reported.
+    pub reported_lost: i64,
+    /// Streams owned by the pacing threads (added and not yet `Removed`).
+    pub streams: usize,
+    /// Pacing threads.
+    pub threads: usize,
+}
+
+pub(crate) struct RemoteUpdate {
+    pub(crate) rtp: SocketAddr,
+    pub(crate) rtcp: SocketAddr,
+    pub(crate) ptime_ms: Option<u32>,
+    pub(crate) law: Law,
+    pub(crate) payload_type: u8,
+}
+
+pub(crate) enum Command {
+    Add(Box<NewStream>),
+    Remove(u64),
+    Pause(u64),
+    Resume(u64),
+    Replace(u64, Box<Playout>),
+    UpdateRemote(u64, Box<RemoteUpdate>),
+}
+
+#[derive(Default)]
+pub(crate) struct ThreadStats {
+    pub(crate) packets: AtomicU64,
+    pub(crate) octets: AtomicU64,
+    pub(crate) send_errors: AtomicU64,
+    pub(crate) skipped: AtomicU64,
+    pub(crate) late_wakeups: AtomicU64,
+    pub(crate) max_lateness_ns: AtomicU64,
+    pub(crate) rtcp_sent: AtomicU64,
+    pub(crate) receiver_reports: AtomicU64,
+    pub(crate) reported_lost: AtomicI64,
+}
+
+pub(crate) struct ThreadShared {
+    pub(crate) commands: SegQueue<Command>,
+    /// Streams routed to this thread and not yet removed by it.
+    pub(crate) assigned: AtomicUsize,
+    pub(crate) stats: ThreadStats,
+}
+
+pub(crate) type EventCallback = Arc<dyn Fn(StreamEvent) + Send + Sync>;
+
+pub(crate) struct Shared {
+    pub(crate) threads: Vec<ThreadShared>,
+    /// Stream id → thread index; control plane only.
+    routes: Mutex<HashMap<u64, usize>>,
+    pub(crate) active: AtomicUsize,
+    pub(crate) stop: AtomicBool,
+    pub(crate) on_event: EventCallback,
+}
+
+impl Shared {
+    fn routes(&self) -> MutexGuard<'_, HashMap<u64, usize>> {
+        // A map of plain values: consistent even if a holder panicked.
+        self.routes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The pacing engine: dedicated threads sending every stream's packets on time. `Send + Sync`;
+/// share it with `Arc`.
+pub struct Pacer {
+    shared: Arc<Shared>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Pacer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pacer")
+            .field("threads", &self.shared.threads.len())
+            .field("active_streams", &self.active_streams())
+            .finish()
+    }
+}
+
+fn ptime_ms(ptime: Duration) -> Option<u32> {
+    let ms = ptime.as_millis();
+    let whole = Duration::from_millis(u64::try_from(ms).ok()?) == ptime;
+    (whole && (1..=u128::from(MAX_PTIME_MS)).contains(&ms)).then_some(ms as u32)
+}
+
+impl Pacer {
+    /// Starts `threads` pacing threads (0: one per available core). `on_event` is called from
+    /// the pacing threads and must not block.
+    pub fn start(
+        threads: usize,
+        on_event: Arc<dyn Fn(StreamEvent) + Send + Sync>,
+    ) -> io::Result<Pacer> {
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            threads
+        };
+        let shared = Arc::new(Shared {
+            threads: (0..threads)
+                .map(|_| ThreadShared {
+                    commands: SegQueue::new(),
+                    assigned: AtomicUsize::new(0),
+                    stats: ThreadStats::default(),
+                })
+                .collect(),
+            routes: Mutex::new(HashMap::new()),
+            active: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            on_event,
+        });
+        let mut pacer = Pacer {
+            shared: Arc::clone(&shared),
+            handles: Vec::with_capacity(threads),
+        };
+        for index in 0..threads {
+            let shared = Arc::clone(&shared);
+            let handle = std::thread::Builder::new()
+                .name(format!("imss-pacer-{index}"))
+                .spawn(move || worker::Worker::new(shared, index).run())?;
+            pacer.handles.push(handle);
+        }
+        tracing::info!(threads, "pacing threads started");
+        Ok(pacer)
+    }
+
+    /// Starts sending a stream: its sockets are made non-blocking and connected to the remote
+    /// here, on the caller's thread, so that failures are reported to the caller.
+    pub fn add(&self, s: NewStream) -> Result<(), PacingError> {
+        if self.shared.stop.load(Ordering::Acquire) {
+            return Err(PacingError::ShuttingDown);
+        }
+        let Some(_) = ptime_ms(s.ptime) else {
+            return Err(PacingError::Ptime { ptime: s.ptime });
+        };
+        if s.cname.len() > 255 {
+            return Err(PacingError::Cname { len: s.cname.len() });
+        }
+        let id = s.id;
+        let socket_err = |action: String| move |source| PacingError::Socket { id, action, source };
+        s.ports
+            .rtp
+            .set_nonblocking(true)
+            .map_err(socket_err("make the RTP socket non-blocking".into()))?;
+        s.ports
+            .rtcp
+            .set_nonblocking(true)
+            .map_err(socket_err("make the RTCP socket non-blocking".into()))?;
+        s.ports
+            .rtp
+            .connect(s.remote_rtp)
+            .map_err(socket_err(format!("connect RTP to {}", s.remote_rtp)))?;
+        s.ports
+            .rtcp
+            .connect(s.remote_rtcp)
+            .map_err(socket_err(format!("connect RTCP to {}", s.remote_rtcp)))?;
+
+        let mut routes = self.shared.routes();
+        if routes.contains_key(&id) {
+            return Err(PacingError::DuplicateId { id });
+        }
+        let thread = self
+            .shared
+            .threads
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, t)| t.assigned.load(Ordering::Relaxed))
+            .map_or(0, |(i, _)| i);
+        routes.insert(id, thread);
+        let target = &self.shared.threads[thread];
+        target.assigned.fetch_add(1, Ordering::Relaxed);
+        self.shared.active.fetch_add(1, Ordering::AcqRel);
+        target.commands.push(Command::Add(Box::new(s)));
+        Ok(())
+    }
+
+    fn send_to(&self, id: u64, command: Command) {
+        let thread = self.shared.routes().get(&id).copied();
+        match thread {
+            Some(t) => self.shared.threads[t].commands.push(command),
+            None => tracing::debug!(stream = id, "command for unknown stream ignored"),
+        }
+    }
+
+    /// Sends RTCP BYE, then releases the stream's sockets and port; emits `Removed`.
+    pub fn remove(&self, id: u64) {
+        let thread = self.shared.routes().remove(&id);
+        match thread {
+            Some(t) => self.shared.threads[t].commands.push(Command::Remove(id)),
+            None => tracing::debug!(stream = id, "remove of unknown stream ignored"),
+        }
+    }
+
+    /// Stops sending; the stream's timestamp keeps pace with time.
+    pub fn pause(&self, id: u64) {
+        self.send_to(id, Command::Pause(id));
+    }
+
+    /// Resumes sending; the first packet carries the marker bit.
+    pub fn resume(&self, id: u64) {
+        self.send_to(id, Command::Resume(id));
+    }
+
+    /// Replaces what the stream plays; an `Ended` stream starts sending again.
+    pub fn replace_playout(&self, id: u64, p: Playout) {
+        self.send_to(id, Command::Replace(id, Box::new(p)));
+    }
+
+    /// Applies a renegotiation (re-INVITE): new remote addresses, ptime, law and payload type.
+    /// SSRC, sequence and timestamp continue. An unsupported ptime keeps the old one.
+    pub fn update_remote(
+        &self,
+        id: u64,
+        remote_rtp: SocketAddr,
+        remote_rtcp: SocketAddr,
+        ptime: Duration,
+        law: Law,
+        payload_type: u8,
+    ) {
+        let ptime_ms = ptime_ms(ptime);
+        if ptime_ms.is_none() {
+            tracing::warn!(stream = id, ?ptime, "unsupported ptime in update ignored");
+        }
+        let update = RemoteUpdate {
+            rtp: remote_rtp,
+            rtcp: remote_rtcp,
+            ptime_ms,
+            law,
+            payload_type,
+        };
+        self.send_to(id, Command::UpdateRemote(id, Box::new(update)));
+    }
+
+    /// Streams owned by the pacing threads (added and not yet `Removed`).
+    pub fn active_streams(&self) -> usize {
+        self.shared.active.load(Ordering::Acquire)
+    }
+
+    /// Counters over all threads.
+    pub fn stats(&self) -> PacerStats {
+        let mut s = PacerStats {
+            streams: self.active_streams(),
+            threads: self.shared.threads.len(),
+            ..PacerStats::default()
+        };
+        let mut max_ns = 0;
+        for t in &self.shared.threads {
+            let st = &t.stats;
+            s.packets_sent += st.packets.load(Ordering::Relaxed);
+            s.octets_sent += st.octets.load(Ordering::Relaxed);
+            s.send_errors += st.send_errors.load(Ordering::Relaxed);
+            s.skipped_packets += st.skipped.load(Ordering::Relaxed);
+            s.late_wakeups += st.late_wakeups.load(Ordering::Relaxed);
+            s.rtcp_sent += st.rtcp_sent.load(Ordering::Relaxed);
+            s.receiver_reports += st.receiver_reports.load(Ordering::Relaxed);
+            s.reported_lost += st.reported_lost.load(Ordering::Relaxed);
+            max_ns = max_ns.max(st.max_lateness_ns.load(Ordering::Relaxed));
+        }
+        s.max_lateness = Duration::from_nanos(max_ns);
+        s
+    }
+
+    /// Stops every stream (RTCP BYE, `Removed`) and joins the threads.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        if self.handles.is_empty() {
+            return;
+        }
+        self.shared.stop.store(true, Ordering::Release);
+        for handle in self.handles.drain(..) {
+            if handle.join().is_err() {
+                tracing::error!("a pacing thread panicked");
+            }
+        }
+        tracing::info!("pacing threads stopped");
+    }
+}
+
+impl Drop for Pacer {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ptime_validation() {
+        assert_eq!(ptime_ms(Duration::from_millis(20)), Some(20));
+        assert_eq!(ptime_ms(Duration::from_millis(120)), Some(120));
+        assert_eq!(ptime_ms(Duration::from_millis(121)), None);
+        assert_eq!(ptime_ms(Duration::ZERO), None);
+        assert_eq!(ptime_ms(Duration::from_micros(20_500)), None);
+    }
+
+    #[test]
+    fn pacer_is_send_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Pacer>();
+    }
+}

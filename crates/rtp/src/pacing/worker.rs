@@ -1,0 +1,578 @@
+//! One pacing thread: its streams, its wheel, its loop.
+
+use std::collections::HashMap;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_queue::SegQueue;
+use imss_media::{Fill, Law, Playout};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use super::sys::{self, MAX_BATCH};
+use super::wheel::{LoadTable, MAX_PTIME_MS, Wheel, first_due};
+use super::{Command, NewStream, RemoteUpdate, Shared, StreamEvent};
+use crate::packet::{HEADER_LEN, Packetizer};
+use crate::ports::PortPair;
+use crate::rtcp::{self, NtpTime, RtcpTimer, SenderInfo};
+
+const NS_PER_MS: u64 = 1_000_000;
+/// G.711 at 8 kHz: samples (= payload octets) per millisecond.
+const SAMPLES_PER_MS: u32 = 8;
+const MAX_PACKET: usize = HEADER_LEN + (MAX_PTIME_MS * SAMPLES_PER_MS) as usize;
+/// Commands applied per wake-up, so a burst of adds cannot delay a slot.
+const MAX_COMMANDS_PER_WAKE: usize = 256;
+/// Lateness counted as a late wake-up.
+const LATE_NS: u64 = 2 * NS_PER_MS;
+/// A thread without streams wakes this often (ms) to look for commands.
+const IDLE_TICKS: u64 = 5;
+/// RTCP datagrams read per report, at most.
+const MAX_RTCP_READS: usize = 4;
+
+/// One stream's state: what the per-slot loop touches, kept small.
+struct Stream {
+    id: u64,
+    next_due: u64,
+    ptime_ms: u32,
+    phase: u32,
+    law: Law,
+    paused: bool,
+    ended: bool,
+    marker: bool,
+    sent_this_interval: bool,
+    sent_last_interval: bool,
+    last_cumulative_lost: i32,
+    packetizer: Packetizer,
+    playout: Playout,
+    rtcp: RtcpTimer,
+    ports: PortPair,
+    cname: Box<str>,
+}
+
+/// Slab of streams: indices stay valid while a stream lives and are reused after.
+struct Slab {
+    entries: Vec<Option<Stream>>,
+    free: Vec<u32>,
+    len: usize,
+}
+
+impl Slab {
+    fn insert(&mut self, s: Stream) -> u32 {
+        self.len += 1;
+        match self.free.pop() {
+            Some(i) => {
+                self.entries[i as usize] = Some(s);
+                i
+            }
+            None => {
+                self.entries.push(Some(s));
+                (self.entries.len() - 1) as u32
+            }
+        }
+    }
+
+    fn remove(&mut self, i: u32) -> Option<Stream> {
+        let s = self.entries.get_mut(i as usize)?.take()?;
+        self.free.push(i);
+        self.len -= 1;
+        Some(s)
+    }
+
+    fn get_mut(&mut self, i: u32) -> Option<&mut Stream> {
+        self.entries.get_mut(i as usize)?.as_mut()
+    }
+}
+
+/// Counters kept locally and published once per wake-up.
+#[derive(Default)]
+struct LocalStats {
+    packets: u64,
+    octets: u64,
+    send_errors: u64,
+    skipped: u64,
+    rtcp_sent: u64,
+    receiver_reports: u64,
+    reported_lost: i64,
+}
+
+/// Per-thread scratch space, allocated once.
+struct Buffers {
+    packets: [[u8; MAX_PACKET]; MAX_BATCH],
+    lens: [usize; MAX_BATCH],
+    rtcp: [u8; rtcp::MAX_COMPOUND_LEN],
+    recv: [u8; 1500],
+}
+
+pub(crate) struct Worker {
+    shared: Arc<Shared>,
+    index: usize,
+    base: Instant,
+    base_ns: u64,
+    streams: Slab,
+    by_id: HashMap<u64, u32>,
+    wheel: Wheel,
+    load: LoadTable,
+    rng: StdRng,
+    bufs: Box<Buffers>,
+    local: LocalStats,
+    max_lateness_ns: u64,
+}
+
+impl Worker {
+    pub(crate) fn new(shared: Arc<Shared>, index: usize) -> Worker {
+        let base = Instant::now();
+        let base_ns = sys::monotonic_ns();
+        Worker {
+            shared,
+            index,
+            base,
+            base_ns,
+            streams: Slab {
+                entries: Vec::new(),
+                free: Vec::new(),
+                len: 0,
+            },
+            by_id: HashMap::new(),
+            wheel: Wheel::new(),
+            load: LoadTable::new(),
+            rng: StdRng::from_entropy(),
+            bufs: Box::new(Buffers {
+                packets: [[0; MAX_PACKET]; MAX_BATCH],
+                lens: [0; MAX_BATCH],
+                rtcp: [0; rtcp::MAX_COMPOUND_LEN],
+                recv: [0; 1500],
+            }),
+            local: LocalStats::default(),
+            max_lateness_ns: 0,
+        }
+    }
+
+    fn commands(&self) -> &SegQueue<Command> {
+        &self.shared.threads[self.index].commands
+    }
+
+    fn instant_at_tick(&self, tick: u64) -> Instant {
+        self.base + Duration::from_millis(tick)
+    }
+
+    fn emit(&self, event: StreamEvent) {
+        (self.shared.on_event)(event);
+    }
+
+    pub(crate) fn run(mut self) {
+        sys::set_timer_slack_1us();
+        let mut tick: u64 = 1;
+        loop {
+            let deadline_ns = self.base_ns + tick * NS_PER_MS;
+            sys::sleep_until(deadline_ns);
+            let now_ns = sys::monotonic_ns();
+            let lateness = now_ns.saturating_sub(deadline_ns);
+            let now_tick = tick.max((now_ns - self.base_ns) / NS_PER_MS);
+            self.note_lateness(lateness);
+
+            if self.shared.stop.load(Ordering::Acquire) {
+                self.drain_commands(now_tick, usize::MAX);
+                self.close_all();
+                self.publish_stats();
+                return;
+            }
+            self.drain_commands(now_tick, MAX_COMMANDS_PER_WAKE);
+            if self.streams.len > 0 {
+                let now = self.base + Duration::from_nanos(now_ns - self.base_ns);
+                for t in tick..=now_tick {
+                    self.process_slot(t, now_tick, now);
+                }
+            }
+            self.publish_stats();
+            tick = if self.streams.len == 0 && self.commands().is_empty() {
+                now_tick + IDLE_TICKS
+            } else {
+                now_tick + 1
+            };
+        }
+    }
+
+    fn note_lateness(&mut self, lateness: u64) {
+        let stats = &self.shared.threads[self.index].stats;
+        if lateness > LATE_NS {
+            stats.late_wakeups.fetch_add(1, Ordering::Relaxed);
+        }
+        if lateness > self.max_lateness_ns {
+            self.max_lateness_ns = lateness;
+            stats.max_lateness_ns.fetch_max(lateness, Ordering::Relaxed);
+        }
+    }
+
+    fn publish_stats(&mut self) {
+        let l = std::mem::take(&mut self.local);
+        let s = &self.shared.threads[self.index].stats;
+        let add = |counter: &std::sync::atomic::AtomicU64, v: u64| {
+            if v != 0 {
+                counter.fetch_add(v, Ordering::Relaxed);
+            }
+        };
+        add(&s.packets, l.packets);
+        add(&s.octets, l.octets);
+        add(&s.send_errors, l.send_errors);
+        add(&s.skipped, l.skipped);
+        add(&s.rtcp_sent, l.rtcp_sent);
+        add(&s.receiver_reports, l.receiver_reports);
+        if l.reported_lost != 0 {
+            s.reported_lost
+                .fetch_add(l.reported_lost, Ordering::Relaxed);
+        }
+    }
+
+    // ---- commands -------------------------------------------------------------------------
+
+    fn drain_commands(&mut self, now_tick: u64, limit: usize) {
+        for _ in 0..limit {
+            let Some(command) = self.commands().pop() else {
+                return;
+            };
+            match command {
+                Command::Add(s) => self.add(*s, now_tick),
+                Command::Remove(id) => {
+                    if let Some(&i) = self.by_id.get(&id) {
+                        self.close(i);
+                    }
+                }
+                Command::Pause(id) => {
+                    if let Some(s) = self.stream_by_id(id) {
+                        s.paused = true;
+                    }
+                }
+                Command::Resume(id) => {
+                    if let Some(s) = self.stream_by_id(id)
+                        && s.paused
+                    {
+                        s.paused = false;
+                        s.marker = true;
+                    }
+                }
+                Command::Replace(id, playout) => {
+                    if let Some(s) = self.stream_by_id(id) {
+                        s.playout = *playout;
+                        if s.ended {
+                            s.ended = false;
+                            s.marker = true;
+                        }
+                    }
+                }
+                Command::UpdateRemote(id, update) => self.update_remote(id, &update, now_tick),
+            }
+        }
+    }
+
+    fn stream_by_id(&mut self, id: u64) -> Option<&mut Stream> {
+        let i = *self.by_id.get(&id)?;
+        self.streams.get_mut(i)
+    }
+
+    fn add(&mut self, s: NewStream, now_tick: u64) {
+        let NewStream {
+            id,
+            ports,
+            payload_type,
+            law,
+            ptime,
+            playout,
+            cname,
+            ..
+        } = s;
+        // Validated by `Pacer::add`.
+        let ptime_ms = (ptime.as_millis() as u32).clamp(1, MAX_PTIME_MS);
+        let phase = self.load.choose(ptime_ms);
+        self.load.add(phase, ptime_ms);
+        let due = first_due(phase, ptime_ms, now_tick);
+        let rtcp = RtcpTimer::new(
+            self.instant_at_tick(now_tick),
+            rtcp::g711_session_bandwidth(ptime),
+            &mut self.rng,
+        );
+        let stream = Stream {
+            id,
+            next_due: due,
+            ptime_ms,
+            phase,
+            law,
+            paused: false,
+            ended: false,
+            marker: true,
+            sent_this_interval: false,
+            sent_last_interval: false,
+            last_cumulative_lost: 0,
+            packetizer: Packetizer::new(payload_type),
+            playout,
+            rtcp,
+            ports,
+            cname: cname.into_boxed_str(),
+        };
+        let i = self.streams.insert(stream);
+        self.by_id.insert(id, i);
+        self.wheel.insert(due, i);
+        tracing::debug!(
+            stream = id,
+            thread = self.index,
+            phase,
+            ptime_ms,
+            "stream added"
+        );
+    }
+
+    fn update_remote(&mut self, id: u64, u: &RemoteUpdate, now_tick: u64) {
+        let Some(&i) = self.by_id.get(&id) else {
+            return;
+        };
+        let Some(s) = self.streams.get_mut(i) else {
+            return;
+        };
+        for (socket, addr, what) in [
+            (&s.ports.rtp, u.rtp, "RTP"),
+            (&s.ports.rtcp, u.rtcp, "RTCP"),
+        ] {
+            if let Err(e) = socket.connect(addr) {
+                tracing::warn!(stream = id, %addr, error = %e, "cannot reconnect {what} socket");
+            }
+        }
+        s.law = u.law;
+        s.packetizer.set_payload_type(u.payload_type);
+        let Some(new_ptime) = u.ptime_ms else {
+            return;
+        };
+        if new_ptime == s.ptime_ms {
+            return;
+        }
+        let (old_due, old_phase, old_ptime) = (s.next_due, s.phase, s.ptime_ms);
+        self.wheel.remove(old_due, i);
+        self.load.remove(old_phase, old_ptime);
+        let phase = self.load.choose(new_ptime);
+        self.load.add(phase, new_ptime);
+        let due = first_due(phase, new_ptime, old_due.max(now_tick));
+        if let Some(s) = self.streams.get_mut(i) {
+            // The next timestamp belongs to `old_due`; keep media time equal to wall time.
+            s.packetizer
+                .skip(((due - old_due) as u32).wrapping_mul(SAMPLES_PER_MS));
+            s.next_due = due;
+            s.phase = phase;
+            s.ptime_ms = new_ptime;
+            s.rtcp
+                .set_session_bandwidth(rtcp::g711_session_bandwidth(Duration::from_millis(
+                    u64::from(new_ptime),
+                )));
+        }
+        self.wheel.insert(due, i);
+    }
+
+    /// Sends the stream's BYE, releases it and emits `Removed`.
+    fn close(&mut self, i: u32) {
+        let Some(stream) = self.streams.remove(i) else {
+            return;
+        };
+        self.wheel.remove(stream.next_due, i);
+        self.load.remove(stream.phase, stream.ptime_ms);
+        self.by_id.remove(&stream.id);
+        let info = self.sender_info(&stream);
+        let we_sent = stream.sent_this_interval || stream.sent_last_interval;
+        match rtcp::write_bye(
+            &mut self.bufs.rtcp,
+            stream.packetizer.ssrc(),
+            we_sent.then_some(&info),
+            &stream.cname,
+            None,
+        ) {
+            Ok(n) => match stream.ports.rtcp.send(&self.bufs.rtcp[..n]) {
+                Ok(_) => self.local.rtcp_sent += 1,
+                Err(_) => self.local.send_errors += 1,
+            },
+            // The CNAME was checked on add; nothing else can fail with this buffer.
+            Err(e) => tracing::warn!(stream = stream.id, error = %e, "cannot build RTCP BYE"),
+        }
+        let (id, packets, octets) = (
+            stream.id,
+            stream.packetizer.packets(),
+            stream.packetizer.octets(),
+        );
+        self.local.reported_lost -= i64::from(stream.last_cumulative_lost);
+        drop(stream); // closes the sockets, returns the port
+        self.shared.threads[self.index]
+            .assigned
+            .fetch_sub(1, Ordering::Relaxed);
+        self.shared.active.fetch_sub(1, Ordering::AcqRel);
+        tracing::debug!(stream = id, packets, octets, "stream removed");
+        self.emit(StreamEvent::Removed {
+            id,
+            packets,
+            octets,
+        });
+    }
+
+    fn close_all(&mut self) {
+        let ids: Vec<u32> = self.by_id.values().copied().collect();
+        for i in ids {
+            self.close(i);
+        }
+    }
+
+    // ---- the per-slot path: no allocation, lock or log ------------------------------------
+
+    fn process_slot(&mut self, t: u64, now_tick: u64, now: Instant) {
+        let mut list = self.wheel.take(t);
+        let slot = Wheel::slot_of(t);
+        let mut k = 0;
+        while k < list.len() {
+            let i = list[k];
+            let due = self.streams.get_mut(i).map(|s| s.next_due);
+            if due != Some(t) {
+                // Filed for a later lap of the wheel (after a long stall) — or stale.
+                if due.is_none() {
+                    list.swap_remove(k);
+                } else {
+                    k += 1;
+                }
+                continue;
+            }
+            list.swap_remove(k);
+            self.run_stream(i, t, now_tick, now);
+            let next = self.streams.get_mut(i).map_or(t, |s| s.next_due);
+            if Wheel::slot_of(next) == slot {
+                list.push(i);
+            } else {
+                self.wheel.insert(next, i);
+            }
+        }
+        self.wheel.restore(t, list);
+    }
+
+    /// Sends what stream `i` owes at tick `t` (it is due at `t`; the clock is at `now_tick`,
+    /// `now` being the wake-up time).
+    fn run_stream(&mut self, i: u32, t: u64, now_tick: u64, now: Instant) {
+        let base = self.base;
+        let Some(s) = self.streams.entries[i as usize].as_mut() else {
+            return;
+        };
+        let ptime = u64::from(s.ptime_ms);
+        let samples = s.ptime_ms * SAMPLES_PER_MS;
+        let owed = (now_tick - t) / ptime + 1;
+        if s.paused || s.ended {
+            s.packetizer.skip((owed as u32).wrapping_mul(samples));
+        } else {
+            let to_send = owed.min(MAX_BATCH as u64);
+            let skipped = owed - to_send;
+            if skipped > 0 {
+                s.packetizer.skip((skipped as u32).wrapping_mul(samples));
+                self.local.skipped += skipped;
+            }
+            let bufs = &mut *self.bufs;
+            let mut built = 0;
+            for j in 0..to_send {
+                let due = t + (skipped + j) * ptime;
+                let at = base + Duration::from_millis(due);
+                let buf = &mut bufs.packets[built];
+                let payload = &mut buf[HEADER_LEN..HEADER_LEN + samples as usize];
+                match s.playout.fill(s.law, at, payload) {
+                    Fill::Audio => {
+                        bufs.lens[built] =
+                            s.packetizer.write_header(samples as usize, s.marker, buf);
+                        s.marker = false;
+                        built += 1;
+                    }
+                    Fill::Ended => {
+                        s.ended = true;
+                        s.packetizer
+                            .skip(((to_send - j) as u32).wrapping_mul(samples));
+                        (self.shared.on_event)(StreamEvent::Ended { id: s.id });
+                        break;
+                    }
+                }
+            }
+            if built > 0 {
+                s.sent_this_interval = true;
+                let sent = if built == 1 {
+                    s.ports
+                        .rtp
+                        .send(&bufs.packets[0][..bufs.lens[0]])
+                        .map(|_| 1)
+                } else {
+                    let mut slices: [&[u8]; MAX_BATCH] = [&[]; MAX_BATCH];
+                    for (j, slice) in slices.iter_mut().enumerate().take(built) {
+                        *slice = &bufs.packets[j][..bufs.lens[j]];
+                    }
+                    sys::send_batch(s.ports.rtp.as_raw_fd(), &slices[..built])
+                };
+                let ok = sent.unwrap_or(0);
+                self.local.packets += ok as u64;
+                self.local.octets += bufs.lens[..ok].iter().sum::<usize>() as u64;
+                self.local.send_errors += (built - ok) as u64;
+            }
+        }
+        s.next_due = t + owed * ptime;
+
+        if now >= s.rtcp.poll_timeout() && s.rtcp.handle_timeout(now, &mut self.rng) {
+            self.send_report(i, now);
+        }
+    }
+
+    fn sender_info(&self, s: &Stream) -> SenderInfo {
+        let wall = SystemTime::now();
+        let mono = sys::monotonic_ns();
+        // The next timestamp belongs to the deadline `next_due`; step back to `mono`.
+        let next_deadline = self.base_ns + s.next_due * NS_PER_MS;
+        let ahead_samples =
+            (next_deadline as i64 - mono as i64) * i64::from(SAMPLES_PER_MS) / NS_PER_MS as i64;
+        SenderInfo {
+            ntp: NtpTime::from_system_time(wall),
+            rtp_timestamp: s
+                .packetizer
+                .next_timestamp()
+                .wrapping_sub(ahead_samples as u32),
+            packet_count: s.packetizer.packets() as u32,
+            octet_count: s.packetizer.octets() as u32,
+        }
+    }
+
+    /// Reads waiting receiver reports, then sends SR (or RR) + SDES.
+    fn send_report(&mut self, i: u32, now: Instant) {
+        let Some(s) = self.streams.entries[i as usize].as_mut() else {
+            return;
+        };
+        let ssrc = s.packetizer.ssrc();
+        for _ in 0..MAX_RTCP_READS {
+            let Ok(n) = s.ports.rtcp.recv(&mut self.bufs.recv) else {
+                break;
+            };
+            if let Some(block) = rtcp::find_report(&self.bufs.recv[..n], ssrc) {
+                self.local.receiver_reports += 1;
+                self.local.reported_lost +=
+                    i64::from(block.cumulative_lost) - i64::from(s.last_cumulative_lost);
+                s.last_cumulative_lost = block.cumulative_lost;
+            }
+        }
+        let we_sent = s.sent_this_interval || s.sent_last_interval;
+        s.sent_last_interval = s.sent_this_interval;
+        s.sent_this_interval = false;
+        s.rtcp.set_we_sent(we_sent);
+
+        let Some(s) = self.streams.entries[i as usize].as_ref() else {
+            return;
+        };
+        let info = self.sender_info(s);
+        let built = if we_sent {
+            rtcp::write_sender_report(&mut self.bufs.rtcp, ssrc, &info, &s.cname)
+        } else {
+            rtcp::write_receiver_report(&mut self.bufs.rtcp, ssrc, &s.cname)
+        };
+        let Ok(n) = built else {
+            return; // CNAME length was checked on add
+        };
+        match s.ports.rtcp.send(&self.bufs.rtcp[..n]) {
+            Ok(_) => self.local.rtcp_sent += 1,
+            Err(_) => self.local.send_errors += 1,
+        }
+        if let Some(s) = self.streams.entries[i as usize].as_mut() {
+            s.rtcp.on_sent(now, n, &mut self.rng);
+        }
+    }
+}
