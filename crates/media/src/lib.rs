@@ -1,0 +1,129 @@
+//! Audio for imss's media plane: decoding files, resampling to 8 kHz, G.711 companding,
+//! immutable decoded clips and their byte-bounded cache, live broadcast rings, and the
+//! per-stream playout cursor that pacing threads drive.
+//!
+//! This crate owns samples, not sockets: it never opens a network connection, never
+//! touches RTP headers and never reads the clock on behalf of a caller (the pacing
+//! thread passes the packet's due time to [`Playout::fill`]). The only threads it starts
+//! are the producers of [`LiveSource`]s and their file loaders.
+//!
+//! Decoding is symphonia's job and resampling rubato's. Hand-written here, because they
+//! are the product's hot path or its own semantics:
+//! - [`g711`]: a few integer operations per sample, bit-exact with ITU-T G.711 as the
+//!   telephony stacks implement it, with no table to initialise and nothing to allocate;
+//! - [`LiveRing`]: a single-producer, many-reader seqlock ring of 10 ms blocks, read
+//!   without locks or allocation by any number of pacing threads;
+//! - [`Playout`]: the play-plan cursor (items, repeat, gap, limit) of RFC 4240 and MRCP.
+
+mod clip;
+mod decode;
+mod error;
+pub mod g711;
+mod live;
+mod playout;
+mod resample;
+
+pub use clip::{Clip, ClipCache};
+pub use decode::{MAX_DURATION, Pcm, decode_bytes, decode_file};
+pub use error::MediaError;
+pub use live::{LEAD, LiveBlock, LiveFeed, LiveRing, LiveSource, LiveSpec};
+pub use playout::{Fill, PlayItem, Playout, Repeat};
+pub use resample::{Resampler8k, resample_to_8k};
+
+use std::time::Duration;
+
+/// The sample rate of everything this crate hands to the media plane, in Hz.
+pub const SAMPLE_RATE: u32 = 8000;
+
+/// Samples in one 10 ms block: the unit of clip padding and of live rings.
+pub const BLOCK_SAMPLES: usize = 80;
+
+/// A G.711 companding law, as negotiated in SDP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Law {
+    /// μ-law, RTP payload type 0.
+    Pcmu,
+    /// A-law, RTP payload type 8.
+    Pcma,
+}
+
+impl Law {
+    /// The static RTP payload type (RFC 3551): 0 for PCMU, 8 for PCMA.
+    pub fn payload_type(self) -> u8 {
+        match self {
+            Law::Pcmu => 0,
+            Law::Pcma => 8,
+        }
+    }
+
+    /// The code of digital silence: 0xFF for μ-law, 0xD5 for A-law.
+    pub fn silence(self) -> u8 {
+        match self {
+            Law::Pcmu => 0xFF,
+            Law::Pcma => 0xD5,
+        }
+    }
+
+    /// The SDP encoding name: "PCMU" or "PCMA".
+    pub fn encoding_name(self) -> &'static str {
+        match self {
+            Law::Pcmu => "PCMU",
+            Law::Pcma => "PCMA",
+        }
+    }
+
+    /// Expands one code to 16-bit linear PCM.
+    pub fn decode(self, b: u8) -> i16 {
+        match self {
+            Law::Pcmu => g711::ulaw_decode(b),
+            Law::Pcma => g711::alaw_decode(b),
+        }
+    }
+
+    /// Compresses one 16-bit linear sample.
+    pub fn encode(self, s: i16) -> u8 {
+        match self {
+            Law::Pcmu => g711::ulaw_encode(s),
+            Law::Pcma => g711::alaw_encode(s),
+        }
+    }
+}
+
+/// The number of 8 kHz samples in `d`, rounded to the nearest sample.
+pub fn samples_in(d: Duration) -> u64 {
+    let n = d.as_nanos() * u128::from(SAMPLE_RATE);
+    u64::try_from((n + 500_000_000) / 1_000_000_000).unwrap_or(u64::MAX)
+}
+
+/// The duration of `samples` 8 kHz samples.
+pub fn duration_of(samples: u64) -> Duration {
+    Duration::from_nanos(samples.saturating_mul(1_000_000_000 / u64::from(SAMPLE_RATE)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn law_constants() {
+        assert_eq!(Law::Pcmu.payload_type(), 0);
+        assert_eq!(Law::Pcma.payload_type(), 8);
+        assert_eq!(Law::Pcmu.silence(), 0xFF);
+        assert_eq!(Law::Pcma.silence(), 0xD5);
+        assert_eq!(Law::Pcmu.encoding_name(), "PCMU");
+        assert_eq!(Law::Pcma.encoding_name(), "PCMA");
+        for law in [Law::Pcmu, Law::Pcma] {
+            assert_eq!(law.encode(0), law.silence());
+            assert!(law.decode(law.silence()).abs() <= 8);
+        }
+    }
+
+    #[test]
+    fn sample_time_conversions() {
+        assert_eq!(samples_in(Duration::from_millis(20)), 160);
+        assert_eq!(samples_in(Duration::from_micros(62)), 0);
+        assert_eq!(samples_in(Duration::from_micros(63)), 1);
+        assert_eq!(samples_in(Duration::from_secs(3)), 24_000);
+        assert_eq!(duration_of(160), Duration::from_millis(20));
+    }
+}

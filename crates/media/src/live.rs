@@ -1,0 +1,916 @@
+//! Live sources: one producer thread per source encodes its audio once into a broadcast
+//! ring that any number of pacing threads read at the current position.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::{BLOCK_SAMPLES, Clip, ClipCache, Law, MediaError, SAMPLE_RATE, duration_of, g711};
+
+/// Blocks in a ring: 512 × 10 ms = 5.12 s (a power of two, so a slot is a mask away).
+const RING_BLOCKS: usize = 512;
+const WORDS_PER_BLOCK: usize = BLOCK_SAMPLES / 8;
+/// How far ahead of real time the producer keeps the ring written.
+pub const LEAD: Duration = Duration::from_millis(200);
+/// How much the producer writes per wake-up.
+const BATCH: Duration = Duration::from_millis(20);
+/// Silence played before retrying a playlist none of whose files could be decoded.
+const PLAYLIST_RETRY: Duration = Duration::from_secs(10);
+/// How long `spawn` waits for the producer's first write.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Broadcast ring of one live source: written once by its producer, read lock-free by any
+/// number of pacing threads. Position is time: sample index since the ring's epoch
+/// (`Instant`). The producer keeps the ring filled ahead of "now" by a lead (~200 ms).
+pub struct LiveRing {
+    name: String,
+    epoch: Instant,
+    /// Per slot: `block + 1` once block `block` is completely written there, 0 while a
+    /// write is in progress (a seqlock whose sequence is the block index itself).
+    seq: Box<[AtomicU64]>,
+    ulaw: Box<[AtomicU64]>,
+    alaw: Box<[AtomicU64]>,
+    /// Samples written from the epoch on (the producer's head).
+    head: AtomicU64,
+}
+
+impl LiveRing {
+    pub(crate) fn new(name: &str) -> LiveRing {
+        let words = || {
+            (0..RING_BLOCKS * WORDS_PER_BLOCK)
+                .map(|_| AtomicU64::new(0))
+                .collect()
+        };
+        LiveRing {
+            name: name.to_string(),
+            epoch: Instant::now(),
+            seq: (0..RING_BLOCKS).map(|_| AtomicU64::new(0)).collect(),
+            ulaw: words(),
+            alaw: words(),
+            head: AtomicU64::new(0),
+        }
+    }
+
+    /// The live source's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The instant of sample 0.
+    pub fn epoch(&self) -> Instant {
+        self.epoch
+    }
+
+    /// The sample every listener hears at `t`.
+    pub fn position_at(&self, t: Instant) -> u64 {
+        let nanos = t.saturating_duration_since(self.epoch).as_nanos();
+        u64::try_from(nanos * u128::from(SAMPLE_RATE) / 1_000_000_000).unwrap_or(u64::MAX)
+    }
+
+    /// The position up to which the producer has written.
+    pub fn written_until(&self) -> u64 {
+        self.head.load(Ordering::Acquire)
+    }
+
+    /// How many samples the ring holds: the furthest back a read can reach from the head.
+    pub fn capacity_samples(&self) -> u64 {
+        (RING_BLOCKS * BLOCK_SAMPLES) as u64
+    }
+
+    /// Copies `out.len()` samples at `pos` in `law`; false if not available (stale
+    /// producer / overwritten) — the caller then sends silence.
+    ///
+    /// On false, `out` holds silence. Never locks, allocates or blocks.
+    pub fn read(&self, law: Law, pos: u64, out: &mut [u8]) -> bool {
+        let words = match law {
+            Law::Pcmu => &self.ulaw,
+            Law::Pcma => &self.alaw,
+        };
+        let mut pos = pos;
+        let mut done = 0;
+        while done < out.len() {
+            let block = pos / BLOCK_SAMPLES as u64;
+            let offset = (pos % BLOCK_SAMPLES as u64) as usize;
+            let n = (BLOCK_SAMPLES - offset).min(out.len() - done);
+            let slot = (block as usize) & (RING_BLOCKS - 1);
+            let want = block + 1;
+            if self.seq[slot].load(Ordering::Acquire) != want {
+                out.fill(law.silence());
+                return false;
+            }
+            let mut bytes = [0u8; BLOCK_SAMPLES];
+            let first = offset / 8;
+            let last = (offset + n - 1) / 8;
+            let base = slot * WORDS_PER_BLOCK;
+            for w in first..=last {
+                let word = words[base + w].load(Ordering::Relaxed);
+                bytes[w * 8..w * 8 + 8].copy_from_slice(&word.to_le_bytes());
+            }
+            // Pairs with the producer's release fence: if any word above came from a
+            // newer write, the sequence check below sees that write's marker.
+            fence(Ordering::Acquire);
+            if self.seq[slot].load(Ordering::Relaxed) != want {
+                out.fill(law.silence());
+                return false;
+            }
+            out[done..done + n].copy_from_slice(&bytes[offset..offset + n]);
+            done += n;
+            pos += n as u64;
+        }
+        true
+    }
+
+    /// Stores one block. Only the ring's single producer calls this.
+    pub(crate) fn write(&self, block: u64, audio: &LiveBlock) {
+        let slot = (block as usize) & (RING_BLOCKS - 1);
+        self.seq[slot].store(0, Ordering::Relaxed);
+        fence(Ordering::Release);
+        let base = slot * WORDS_PER_BLOCK;
+        for (w, (u, a)) in audio
+            .ulaw
+            .chunks_exact(8)
+            .zip(audio.alaw.chunks_exact(8))
+            .enumerate()
+        {
+            let mut uw = [0u8; 8];
+            uw.copy_from_slice(u);
+            let mut aw = [0u8; 8];
+            aw.copy_from_slice(a);
+            self.ulaw[base + w].store(u64::from_le_bytes(uw), Ordering::Relaxed);
+            self.alaw[base + w].store(u64::from_le_bytes(aw), Ordering::Relaxed);
+        }
+        self.seq[slot].store(block + 1, Ordering::Release);
+    }
+}
+
+impl std::fmt::Debug for LiveRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveRing")
+            .field("name", &self.name)
+            .field("written_until", &self.written_until())
+            .finish()
+    }
+}
+
+/// 10 ms of live audio in both laws, as a [`LiveFeed`] produces it.
+#[derive(Clone, Debug)]
+pub struct LiveBlock {
+    /// μ-law bytes.
+    pub ulaw: [u8; BLOCK_SAMPLES],
+    /// A-law bytes.
+    pub alaw: [u8; BLOCK_SAMPLES],
+}
+
+impl LiveBlock {
+    /// A block of silence.
+    pub fn silence() -> LiveBlock {
+        LiveBlock {
+            ulaw: [Law::Pcmu.silence(); BLOCK_SAMPLES],
+            alaw: [Law::Pcma.silence(); BLOCK_SAMPLES],
+        }
+    }
+
+    /// Encodes 80 float samples in both laws.
+    pub fn set_pcm(&mut self, samples: &[f32; BLOCK_SAMPLES]) {
+        g711::encode_f32(Law::Pcmu, samples, &mut self.ulaw);
+        g711::encode_f32(Law::Pcma, samples, &mut self.alaw);
+    }
+}
+
+/// The audio of a live source, 10 ms at a time, produced ahead of real time.
+pub trait LiveFeed: Send + 'static {
+    /// Overwrites `block` with the next 10 ms. Runs on the producer thread and must not
+    /// block for long: slow work (decoding, network) belongs on another thread.
+    fn next_block(&mut self, block: &mut LiveBlock);
+}
+
+/// What a live source plays.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LiveSpec {
+    /// A continuous sine.
+    Tone {
+        /// Frequency, 0 < f < 4000 Hz.
+        frequency_hz: f64,
+        /// Peak level relative to full scale, ≤ 0 dBFS.
+        level_dbfs: f64,
+    },
+    /// Files in order, looping; reshuffled before every round when `shuffle`.
+    Playlist {
+        /// The files; undecodable ones are logged and skipped.
+        files: Vec<PathBuf>,
+        /// Play each round in a new random order.
+        shuffle: bool,
+    },
+    /// Digital silence.
+    Silence,
+}
+
+/// A running live source: a std thread decoding/encoding once into its ring. Stops on drop.
+pub struct LiveSource {
+    ring: Arc<LiveRing>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl LiveSource {
+    /// Starts the producer of `spec`. Returns once the ring is readable at the current
+    /// position (a playlist plays silence until its first file is decoded).
+    pub fn spawn(
+        name: &str,
+        spec: LiveSpec,
+        cache: Arc<ClipCache>,
+    ) -> Result<LiveSource, MediaError> {
+        let invalid = |detail: String| MediaError::InvalidSource {
+            name: name.to_string(),
+            detail,
+        };
+        let feed: Box<dyn LiveFeed> = match spec {
+            LiveSpec::Tone {
+                frequency_hz,
+                level_dbfs,
+            } => {
+                if !(frequency_hz > 0.0 && frequency_hz < f64::from(SAMPLE_RATE) / 2.0) {
+                    return Err(invalid(format!(
+                        "tone frequency {frequency_hz} Hz is outside 0-4000 Hz"
+                    )));
+                }
+                if !(level_dbfs.is_finite() && level_dbfs <= 0.0) {
+                    return Err(invalid(format!(
+                        "tone level {level_dbfs} dBFS must be at most 0 dBFS"
+                    )));
+                }
+                Box::new(ToneFeed::new(frequency_hz, level_dbfs))
+            }
+            LiveSpec::Silence => Box::new(SilenceFeed),
+            LiveSpec::Playlist { files, shuffle } => {
+                if files.is_empty() {
+                    tracing::warn!(source = name, "live playlist has no files; playing silence");
+                }
+                Box::new(PlaylistFeed::start(name, files, shuffle, cache)?)
+            }
+        };
+        LiveSource::spawn_feed(name, feed)
+    }
+
+    /// Starts a producer for any feed (for sources this crate does not decode itself).
+    pub fn spawn_feed(name: &str, feed: Box<dyn LiveFeed>) -> Result<LiveSource, MediaError> {
+        let ring = Arc::new(LiveRing::new(name));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name(format!("live-{name}"))
+            .spawn({
+                let ring = Arc::clone(&ring);
+                let stop = Arc::clone(&stop);
+                move || produce(&ring, feed, &stop, ready_tx)
+            })
+            .map_err(|source| MediaError::Spawn {
+                name: name.to_string(),
+                source,
+            })?;
+        if ready_rx.recv_timeout(READY_TIMEOUT).is_err() {
+            tracing::warn!(source = name, "live source producer is slow to start");
+        }
+        tracing::info!(source = name, "live source started");
+        Ok(LiveSource {
+            ring,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The ring listeners read.
+    pub fn ring(&self) -> Arc<LiveRing> {
+        Arc::clone(&self.ring)
+    }
+}
+
+impl Drop for LiveSource {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            if thread.join().is_err() {
+                tracing::error!(source = self.ring.name(), "live source producer panicked");
+            }
+        }
+        tracing::info!(source = self.ring.name(), "live source stopped");
+    }
+}
+
+impl std::fmt::Debug for LiveSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveSource")
+            .field("ring", &self.ring)
+            .finish()
+    }
+}
+
+/// The producer loop: keep blocks `[now, now + LEAD]` written, waking every `BATCH`.
+fn produce(ring: &LiveRing, mut feed: Box<dyn LiveFeed>, stop: &AtomicBool, ready: Sender<()>) {
+    let block_samples = BLOCK_SAMPLES as u64;
+    let lead = crate::samples_in(LEAD);
+    let batch = crate::samples_in(BATCH);
+    let mut block = LiveBlock::silence();
+    let mut next: u64 = 0;
+    let mut ready = Some(ready);
+    while !stop.load(Ordering::Acquire) {
+        let now = ring.position_at(Instant::now());
+        let now_block = now / block_samples;
+        if next < now_block {
+            // Fell behind (the machine stalled): resume at the present, radio-style.
+            tracing::warn!(
+                source = ring.name(),
+                behind_ms = (now_block - next) * 10,
+                "live source producer fell behind real time"
+            );
+            next = now_block;
+        }
+        let target = (now + lead).div_ceil(block_samples);
+        while next < target {
+            feed.next_block(&mut block);
+            ring.write(next, &block);
+            next += 1;
+            ring.head.store(next * block_samples, Ordering::Release);
+        }
+        if let Some(tx) = ready.take() {
+            let _ = tx.send(());
+        }
+        // Sleep until the lead has shrunk by one batch.
+        let wake = ring.epoch + duration_of((next * block_samples + batch).saturating_sub(lead));
+        loop {
+            let now = Instant::now();
+            if now >= wake || stop.load(Ordering::Acquire) {
+                break;
+            }
+            std::thread::park_timeout(wake - now);
+        }
+    }
+}
+
+struct SilenceFeed;
+
+impl LiveFeed for SilenceFeed {
+    fn next_block(&mut self, block: &mut LiveBlock) {
+        *block = LiveBlock::silence();
+    }
+}
+
+struct ToneFeed {
+    amplitude: f64,
+    /// Phase in cycles, kept in [0, 1) so precision never degrades.
+    phase: f64,
+    step: f64,
+}
+
+impl ToneFeed {
+    fn new(frequency_hz: f64, level_dbfs: f64) -> ToneFeed {
+        ToneFeed {
+            amplitude: 10f64.powf(level_dbfs / 20.0),
+            phase: 0.0,
+            step: frequency_hz / f64::from(SAMPLE_RATE),
+        }
+    }
+}
+
+impl LiveFeed for ToneFeed {
+    fn next_block(&mut self, block: &mut LiveBlock) {
+        let mut pcm = [0f32; BLOCK_SAMPLES];
+        for s in &mut pcm {
+            *s = (self.amplitude * (std::f64::consts::TAU * self.phase).sin()) as f32;
+            self.phase = (self.phase + self.step).fract();
+        }
+        block.set_pcm(&pcm);
+    }
+}
+
+/// Plays files in order, decoding the next one on a loader thread while the current plays.
+struct PlaylistFeed {
+    name: String,
+    files: Vec<PathBuf>,
+    shuffle: bool,
+    order: Vec<usize>,
+    /// Position in `order` of the file the loader was last asked for.
+    requested: usize,
+    playing: Option<(Arc<Clip>, usize)>,
+    load_tx: Sender<PathBuf>,
+    loaded_rx: Receiver<(PathBuf, Result<Arc<Clip>, MediaError>)>,
+    /// A load is outstanding.
+    loading: bool,
+    /// Files that played in the current round.
+    played_in_round: usize,
+    /// Blocks of silence left before retrying a playlist that had nothing playable.
+    backoff_blocks: u64,
+    rng: u64,
+}
+
+impl PlaylistFeed {
+    fn start(
+        name: &str,
+        files: Vec<PathBuf>,
+        shuffle: bool,
+        cache: Arc<ClipCache>,
+    ) -> Result<PlaylistFeed, MediaError> {
+        let (load_tx, load_rx) = mpsc::channel::<PathBuf>();
+        let (loaded_tx, loaded_rx) = mpsc::channel();
+        // The loader exits when the feed drops its sender; a decode in progress then
+        // finishes first, so the thread is left to end on its own rather than joined.
+        std::thread::Builder::new()
+            .name(format!("live-{name}-loader"))
+            .spawn(move || {
+                for path in load_rx {
+                    let result = cache.get(&path);
+                    if loaded_tx.send((path, result)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|source| MediaError::Spawn {
+                name: name.to_string(),
+                source,
+            })?;
+        let mut feed = PlaylistFeed {
+            name: name.to_string(),
+            order: (0..files.len()).collect(),
+            files,
+            shuffle,
+            requested: 0,
+            playing: None,
+            load_tx,
+            loaded_rx,
+            loading: false,
+            played_in_round: 0,
+            backoff_blocks: 0,
+            rng: RandomState::new().hash_one(name) | 1,
+        };
+        if feed.shuffle {
+            feed.reshuffle();
+        }
+        if !feed.files.is_empty() {
+            feed.request(0);
+        }
+        Ok(feed)
+    }
+
+    fn request(&mut self, index: usize) {
+        self.requested = index;
+        let path = self.files[self.order[index]].clone();
+        self.loading = self.load_tx.send(path).is_ok();
+    }
+
+    /// Asks for the file after the last requested one, starting a new round at the end.
+    fn request_following(&mut self) {
+        let mut index = self.requested + 1;
+        if index >= self.order.len() {
+            index = 0;
+            if self.played_in_round == 0 {
+                tracing::warn!(
+                    source = %self.name,
+                    retry_s = PLAYLIST_RETRY.as_secs(),
+                    "no file of the live playlist could be played; playing silence"
+                );
+                self.backoff_blocks = crate::samples_in(PLAYLIST_RETRY) / BLOCK_SAMPLES as u64;
+            }
+            self.played_in_round = 0;
+            if self.shuffle {
+                let last = self.order[self.requested];
+                self.reshuffle();
+                // Never the same file twice in a row across rounds.
+                if self.order.len() > 1 && self.order[0] == last {
+                    let end = self.order.len() - 1;
+                    self.order.swap(0, end);
+                }
+            }
+        }
+        self.request(index);
+    }
+
+    fn reshuffle(&mut self) {
+        for i in (1..self.order.len()).rev() {
+            let j = (self.random() % (i as u64 + 1)) as usize;
+            self.order.swap(i, j);
+        }
+    }
+
+    fn random(&mut self) -> u64 {
+        // xorshift64*: plenty for choosing a play order.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// The next clip if the loader has one ready.
+    fn poll_loaded(&mut self) -> Option<Arc<Clip>> {
+        if !self.loading || self.backoff_blocks > 0 {
+            return None;
+        }
+        match self.loaded_rx.try_recv() {
+            Ok((path, Ok(clip))) => {
+                self.loading = false;
+                if clip.content_samples() == 0 {
+                    tracing::warn!(source = %self.name, path = %path.display(), "live playlist file holds no audio; skipped");
+                    self.request_following();
+                    return None;
+                }
+                self.played_in_round += 1;
+                Some(clip)
+            }
+            Ok((path, Err(e))) => {
+                self.loading = false;
+                tracing::warn!(source = %self.name, path = %path.display(), error = %e, "live playlist file skipped");
+                self.request_following();
+                None
+            }
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Disconnected) => {
+                self.loading = false;
+                None
+            }
+        }
+    }
+}
+
+impl LiveFeed for PlaylistFeed {
+    fn next_block(&mut self, block: &mut LiveBlock) {
+        if self.backoff_blocks > 0 {
+            self.backoff_blocks -= 1;
+            *block = LiveBlock::silence();
+            return;
+        }
+        let mut filled = 0;
+        while filled < BLOCK_SAMPLES {
+            if let Some((clip, pos)) = &mut self.playing {
+                let n = (clip.content_samples() - *pos).min(BLOCK_SAMPLES - filled);
+                if n > 0 {
+                    let end = *pos + n;
+                    block.ulaw[filled..filled + n]
+                        .copy_from_slice(&clip.bytes(Law::Pcmu)[*pos..end]);
+                    block.alaw[filled..filled + n]
+                        .copy_from_slice(&clip.bytes(Law::Pcma)[*pos..end]);
+                    *pos = end;
+                    filled += n;
+                    continue;
+                }
+                self.playing = None;
+            }
+            match self.poll_loaded() {
+                Some(clip) => {
+                    self.playing = Some((clip, 0));
+                    // Decode the next file while this one plays.
+                    self.request_following();
+                }
+                None => {
+                    block.ulaw[filled..].fill(Law::Pcmu.silence());
+                    block.alaw[filled..].fill(Law::Pcma.silence());
+                    filled = BLOCK_SAMPLES;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// A block whose bytes identify their absolute position: byte `i` of block `b` is
+    /// `(b * 80 + i) mod 251` in μ-law and its complement in A-law.
+    fn marked(block: u64) -> LiveBlock {
+        let mut b = LiveBlock::silence();
+        for i in 0..BLOCK_SAMPLES {
+            let v = ((block * BLOCK_SAMPLES as u64 + i as u64) % 251) as u8;
+            b.ulaw[i] = v;
+            b.alaw[i] = !v;
+        }
+        b
+    }
+
+    fn expected(law: Law, pos: u64) -> u8 {
+        let v = (pos % 251) as u8;
+        if law == Law::Pcmu { v } else { !v }
+    }
+
+    #[test]
+    fn reads_across_blocks_at_any_offset() {
+        let ring = LiveRing::new("test");
+        for b in 0..10 {
+            ring.write(b, &marked(b));
+        }
+        for law in [Law::Pcmu, Law::Pcma] {
+            for (pos, len) in [(0, 80), (37, 160), (79, 2), (1, 480), (320, 1), (5, 0)] {
+                let mut out = vec![0u8; len];
+                assert!(ring.read(law, pos, &mut out), "{pos}+{len}");
+                for (i, &b) in out.iter().enumerate() {
+                    assert_eq!(
+                        b,
+                        expected(law, pos + i as u64),
+                        "{law:?} at {}",
+                        pos + i as u64
+                    );
+                }
+            }
+        }
+        // Beyond what was written: not available, and the caller gets silence.
+        let mut out = vec![0u8; 160];
+        assert!(!ring.read(Law::Pcmu, 720, &mut out));
+        assert!(out.iter().all(|&b| b == 0xFF));
+        assert!(!ring.read(Law::Pcma, 799, &mut out[..2]));
+        assert!(out[..2].iter().all(|&b| b == 0xD5));
+        // Overwritten: block 512 shares block 0's slot.
+        ring.write(RING_BLOCKS as u64, &marked(RING_BLOCKS as u64));
+        assert!(!ring.read(Law::Pcmu, 0, &mut out));
+        assert!(ring.read(Law::Pcmu, RING_BLOCKS as u64 * 80, &mut out[..80]));
+    }
+
+    #[test]
+    fn position_is_time_since_epoch() {
+        let ring = LiveRing::new("clock");
+        assert_eq!(ring.position_at(ring.epoch()), 0);
+        assert_eq!(
+            ring.position_at(ring.epoch() + Duration::from_secs(1)),
+            8000
+        );
+        assert_eq!(
+            ring.position_at(ring.epoch() + Duration::from_micros(20_125)),
+            161
+        );
+        assert_eq!(ring.position_at(ring.epoch() - Duration::from_secs(1)), 0);
+    }
+
+    #[test]
+    fn concurrent_readers_never_see_torn_blocks() {
+        let ring = Arc::new(LiveRing::new("race"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let head = Arc::new(AtomicU64::new(0));
+        let writer = {
+            let (ring, stop, head) = (Arc::clone(&ring), Arc::clone(&stop), Arc::clone(&head));
+            std::thread::spawn(move || {
+                let mut b = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    ring.write(b, &marked(b));
+                    b += 1;
+                    head.store(b, Ordering::Release);
+                }
+            })
+        };
+        let readers: Vec<_> = (0..2)
+            .map(|r| {
+                let (ring, head) = (Arc::clone(&ring), Arc::clone(&head));
+                std::thread::spawn(move || {
+                    let (mut ok, mut missed) = (0u64, 0u64);
+                    let mut out = [0u8; 240];
+                    let start = Instant::now();
+                    let mut k = r as u64;
+                    while start.elapsed() < Duration::from_millis(300) {
+                        let h = head.load(Ordering::Acquire);
+                        // Around the oldest slots, which the writer is overwriting.
+                        let back = (RING_BLOCKS as u64 - 1) * 80 - (k * 7) % 200;
+                        let pos = (h * 80).saturating_sub(back);
+                        k += 1;
+                        let law = if k.is_multiple_of(2) {
+                            Law::Pcmu
+                        } else {
+                            Law::Pcma
+                        };
+                        if ring.read(law, pos, &mut out) {
+                            ok += 1;
+                            for (i, &b) in out.iter().enumerate() {
+                                assert_eq!(
+                                    b,
+                                    expected(law, pos + i as u64),
+                                    "torn read at {}",
+                                    pos + i as u64
+                                );
+                            }
+                        } else {
+                            missed += 1;
+                        }
+                    }
+                    (ok, missed)
+                })
+            })
+            .collect();
+        let mut total_ok = 0;
+        for r in readers {
+            total_ok += r.join().unwrap().0;
+        }
+        stop.store(true, Ordering::Relaxed);
+        writer.join().unwrap();
+        assert!(total_ok > 1000, "only {total_ok} successful reads");
+    }
+
+    fn tone_power(bytes: &[u8], law: Law, freq: f64, start: u64) -> (f64, f64) {
+        // Correlation with a sine and a cosine at `freq`: amplitude and rms of the rest.
+        let (mut s, mut c, mut p) = (0.0, 0.0, 0.0);
+        for (i, &b) in bytes.iter().enumerate() {
+            let x = f64::from(law.decode(b)) / 32768.0;
+            let w = std::f64::consts::TAU * freq * (start + i as u64) as f64 / 8000.0;
+            s += x * w.sin();
+            c += x * w.cos();
+            p += x * x;
+        }
+        let n = bytes.len() as f64;
+        let amp = 2.0 * s.hypot(c) / n;
+        let residual = (p / n - amp * amp / 2.0).max(0.0).sqrt();
+        (amp, residual)
+    }
+
+    #[test]
+    fn tone_source_is_readable_at_once_and_stays_ahead() {
+        let cache = Arc::new(ClipCache::new(1 << 20));
+        let spec = LiveSpec::Tone {
+            frequency_hz: 1000.0,
+            level_dbfs: -6.0,
+        };
+        let source = LiveSource::spawn("tone", spec, cache).unwrap();
+        let ring = source.ring();
+        assert_eq!(ring.name(), "tone");
+        let mut out = [0u8; 800];
+        let deadline = Instant::now() + Duration::from_millis(400);
+        let mut checks = 0;
+        while Instant::now() < deadline {
+            let now = Instant::now();
+            let pos = ring.position_at(now);
+            assert!(
+                ring.read(Law::Pcmu, pos, &mut out[..160]),
+                "not readable at {pos}"
+            );
+            let lead = ring.written_until().saturating_sub(pos);
+            assert!((1000..=2400).contains(&lead), "lead {lead} samples");
+            checks += 1;
+            std::thread::sleep(Duration::from_millis(15));
+        }
+        assert!(checks >= 10);
+        let pos = ring.position_at(Instant::now());
+        for law in [Law::Pcmu, Law::Pcma] {
+            assert!(ring.read(law, pos, &mut out));
+            let (amp, residual) = tone_power(&out, law, 1000.0, pos);
+            assert!((amp - 0.501).abs() < 0.01, "{law:?} amplitude {amp}");
+            assert!(residual < 0.01, "{law:?} residual {residual}");
+        }
+        drop(source);
+        let head = ring.written_until();
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(
+            ring.written_until(),
+            head,
+            "producer still running after drop"
+        );
+    }
+
+    #[test]
+    fn invalid_tones_are_refused() {
+        let cache = Arc::new(ClipCache::new(1 << 20));
+        for (f, l) in [(0.0, -6.0), (4000.0, -6.0), (f64::NAN, -6.0), (440.0, 3.0)] {
+            let spec = LiveSpec::Tone {
+                frequency_hz: f,
+                level_dbfs: l,
+            };
+            let err = LiveSource::spawn("bad", spec, Arc::clone(&cache)).unwrap_err();
+            assert!(matches!(err, MediaError::InvalidSource { .. }), "{err}");
+            assert!(err.to_string().contains("bad"), "{err}");
+        }
+    }
+
+    #[test]
+    fn silence_source_plays_silence() {
+        let source =
+            LiveSource::spawn("quiet", LiveSpec::Silence, Arc::new(ClipCache::new(0))).unwrap();
+        let ring = source.ring();
+        let mut out = [0u8; 160];
+        assert!(ring.read(Law::Pcma, ring.position_at(Instant::now()), &mut out));
+        assert!(out.iter().all(|&b| b == 0xD5));
+    }
+
+    fn write_level(path: &Path, level: f32, samples: usize) {
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(path, spec).unwrap();
+        for _ in 0..samples {
+            w.write_sample((level * 32768.0) as i16).unwrap();
+        }
+        w.finalize().unwrap();
+    }
+
+    /// Runs of equal non-silent μ-law codes in what the feed plays, as (code, length).
+    fn runs(feed: &mut PlaylistFeed, blocks: usize) -> Vec<(u8, usize)> {
+        let mut block = LiveBlock::silence();
+        let mut runs: Vec<(u8, usize)> = Vec::new();
+        for _ in 0..blocks {
+            feed.next_block(&mut block);
+            for &b in &block.ulaw {
+                if b == 0xFF {
+                    continue;
+                }
+                match runs.last_mut() {
+                    Some((code, n)) if *code == b => *n += 1,
+                    _ => runs.push((b, 1)),
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        runs
+    }
+
+    #[test]
+    fn playlist_plays_in_order_skips_broken_files_and_loops() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.wav");
+        let b = dir.path().join("b.wav");
+        let broken = dir.path().join("broken.mp3");
+        write_level(&a, 0.25, 800);
+        write_level(&b, -0.5, 440);
+        std::fs::write(&broken, b"no audio here").unwrap();
+        let files = vec![a, broken, dir.path().join("missing.wav"), b];
+        let cache = Arc::new(ClipCache::new(1 << 20));
+        let mut feed = PlaylistFeed::start("moh", files, false, cache).unwrap();
+        let got = runs(&mut feed, 200);
+        let ua = g711::ulaw_encode(8192);
+        let ub = g711::ulaw_encode(-16384);
+        assert!(got.len() >= 4, "{got:?}");
+        for (i, run) in got.iter().take(got.len() - 1).enumerate() {
+            let want = if i % 2 == 0 { (ua, 800) } else { (ub, 440) };
+            assert_eq!(*run, want, "run {i} of {got:?}");
+        }
+    }
+
+    #[test]
+    fn shuffled_playlist_plays_every_file_once_per_round() {
+        let dir = tempfile::tempdir().unwrap();
+        let levels = [0.1f32, 0.2, 0.3, 0.4, 0.5];
+        let files: Vec<PathBuf> = levels
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| {
+                let p = dir.path().join(format!("{i}.wav"));
+                write_level(&p, l, 160);
+                p
+            })
+            .collect();
+        let cache = Arc::new(ClipCache::new(1 << 20));
+        let mut feed = PlaylistFeed::start("shuffle", files, true, cache).unwrap();
+        let got = runs(&mut feed, 400);
+        let mut all: Vec<u8> = levels
+            .iter()
+            .map(|&l| g711::ulaw_encode((l * 32768.0) as i16))
+            .collect();
+        all.sort_unstable();
+        let mut orders = Vec::new();
+        for round in got.chunks_exact(levels.len()).take(4) {
+            assert!(round.iter().all(|&(_, n)| n == 160), "{round:?}");
+            let order: Vec<u8> = round.iter().map(|&(c, _)| c).collect();
+            let mut sorted = order.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, all, "a round must hold every file once: {got:?}");
+            orders.push(order);
+        }
+        assert_eq!(orders.len(), 4, "{got:?}");
+        assert!(
+            orders.windows(2).any(|w| w[0] != w[1]),
+            "never reshuffled: {orders:?}"
+        );
+        assert!(
+            orders.windows(2).all(|w| w[0].last() != w[1].first()),
+            "a file repeated across rounds: {orders:?}"
+        );
+    }
+
+    #[test]
+    fn playlist_of_broken_files_keeps_running_silent() {
+        let dir = tempfile::tempdir().unwrap();
+        let broken = dir.path().join("broken.wav");
+        std::fs::write(&broken, b"RIFF....WAVEjunk").unwrap();
+        let spec = LiveSpec::Playlist {
+            files: vec![broken, dir.path().join("missing.flac")],
+            shuffle: false,
+        };
+        let source = LiveSource::spawn("dead", spec, Arc::new(ClipCache::new(1 << 20))).unwrap();
+        let ring = source.ring();
+        std::thread::sleep(Duration::from_millis(100));
+        let mut out = [0u8; 160];
+        assert!(ring.read(Law::Pcmu, ring.position_at(Instant::now()), &mut out));
+        assert!(out.iter().all(|&b| b == 0xFF));
+        let empty = LiveSource::spawn(
+            "empty",
+            LiveSpec::Playlist {
+                files: vec![],
+                shuffle: true,
+            },
+            Arc::new(ClipCache::new(0)),
+        )
+        .unwrap();
+        let ring = empty.ring();
+        assert!(ring.read(Law::Pcmu, ring.position_at(Instant::now()), &mut out));
+    }
+}

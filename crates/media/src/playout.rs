@@ -1,0 +1,502 @@
+//! The per-stream cursor through a play plan, driven packet by packet by a pacing thread.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::{Clip, Law, LiveRing, duration_of, samples_in};
+
+/// One entry of a play plan.
+#[derive(Clone, Debug)]
+pub enum PlayItem {
+    /// A decoded clip, played from its start.
+    Clip(Arc<Clip>),
+    /// A live source at its current position; never ends by itself.
+    Live(Arc<LiveRing>),
+    /// Silence of the given length (rounded to whole samples).
+    Silence(Duration),
+}
+
+/// How many times a plan's item list plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Repeat {
+    /// This many times in total (`Times(1)` plays once, `Times(0)` not at all).
+    Times(u32),
+    /// Until stopped or `limit` runs out.
+    Forever,
+}
+
+/// The outcome of [`Playout::fill`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Fill {
+    /// `out` holds a packet of audio (padded with silence where the plan ended).
+    Audio,
+    /// Nothing written, the plan is over.
+    Ended,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Item { index: usize, offset: u64 },
+    Gap { remaining: u64 },
+    Done,
+}
+
+/// The cursor a pacing thread drives for one stream. `fill` must not allocate, lock or log.
+#[derive(Debug)]
+pub struct Playout {
+    items: Vec<PlayItem>,
+    /// Samples of each item; `u64::MAX` for live items.
+    lengths: Vec<u64>,
+    repeat: Repeat,
+    gap: u64,
+    limit: Option<u64>,
+    played: u64,
+    rounds_done: u32,
+    /// Samples the current round has produced, to stop a plan of empty items looping.
+    round_samples: u64,
+    phase: Phase,
+}
+
+impl Playout {
+    /// A plan playing `items` in order, `repeat` times with `gap` of silence between
+    /// repetitions (RFC 4240 `repeat`, `delay`); `limit` caps the total time played
+    /// (RFC 4240 `duration`), gaps included.
+    pub fn new(
+        items: Vec<PlayItem>,
+        repeat: Repeat,
+        gap: Duration,
+        limit: Option<Duration>,
+    ) -> Playout {
+        let lengths = items
+            .iter()
+            .map(|item| match item {
+                PlayItem::Clip(clip) => clip.samples() as u64,
+                PlayItem::Live(_) => u64::MAX,
+                PlayItem::Silence(d) => samples_in(*d),
+            })
+            .collect();
+        let phase = if repeat == Repeat::Times(0) {
+            Phase::Done
+        } else {
+            Phase::Item {
+                index: 0,
+                offset: 0,
+            }
+        };
+        Playout {
+            items,
+            lengths,
+            repeat,
+            gap: samples_in(gap),
+            limit: limit.map(samples_in),
+            played: 0,
+            rounds_done: 0,
+            round_samples: 0,
+            phase,
+        }
+    }
+
+    /// A plan of one live source, played forever.
+    pub fn live(ring: Arc<LiveRing>) -> Playout {
+        Playout::new(
+            vec![PlayItem::Live(ring)],
+            Repeat::Forever,
+            Duration::ZERO,
+            None,
+        )
+    }
+
+    /// Writes `out.len()` G.711 bytes for the packet due at `at`.
+    pub fn fill(&mut self, law: Law, at: Instant, out: &mut [u8]) -> Fill {
+        if let Some(limit) = self.limit
+            && self.played >= limit
+        {
+            self.phase = Phase::Done;
+        }
+        if self.phase == Phase::Done {
+            return Fill::Ended;
+        }
+        let budget = match self.limit {
+            Some(limit) => out
+                .len()
+                .min(usize::try_from(limit - self.played).unwrap_or(usize::MAX)),
+            None => out.len(),
+        };
+        let mut written = 0;
+        while written < budget {
+            let want = budget - written;
+            match self.phase {
+                Phase::Done => break,
+                Phase::Gap { remaining } => {
+                    let n = want.min(usize::try_from(remaining).unwrap_or(usize::MAX));
+                    out[written..written + n].fill(law.silence());
+                    written += n;
+                    self.phase = if remaining == n as u64 {
+                        Phase::Item {
+                            index: 0,
+                            offset: 0,
+                        }
+                    } else {
+                        Phase::Gap {
+                            remaining: remaining - n as u64,
+                        }
+                    };
+                }
+                Phase::Item { index, offset } => {
+                    let Some(item) = self.items.get(index) else {
+                        self.end_round();
+                        continue;
+                    };
+                    let left = self.lengths[index] - offset;
+                    let n = want.min(usize::try_from(left).unwrap_or(usize::MAX));
+                    let dst = &mut out[written..written + n];
+                    match item {
+                        PlayItem::Clip(clip) => {
+                            let start = offset as usize;
+                            dst.copy_from_slice(&clip.bytes(law)[start..start + n]);
+                        }
+                        PlayItem::Silence(_) => dst.fill(law.silence()),
+                        PlayItem::Live(ring) => {
+                            // A lost block is silence; `read` has already written it.
+                            let _ = ring.read(law, ring.position_at(at) + written as u64, dst);
+                        }
+                    }
+                    written += n;
+                    self.round_samples += n as u64;
+                    self.phase = if left == n as u64 {
+                        Phase::Item {
+                            index: index + 1,
+                            offset: 0,
+                        }
+                    } else {
+                        Phase::Item {
+                            index,
+                            offset: offset + n as u64,
+                        }
+                    };
+                }
+            }
+        }
+        if written == 0 && !out.is_empty() {
+            self.phase = Phase::Done;
+            return Fill::Ended;
+        }
+        out[written..].fill(law.silence());
+        self.played += written as u64;
+        Fill::Audio
+    }
+
+    /// Samples of the plan played so far (gaps included, end padding excluded).
+    pub fn played_samples(&self) -> u64 {
+        self.played
+    }
+
+    /// Time of the plan played so far.
+    pub fn played(&self) -> Duration {
+        duration_of(self.played)
+    }
+
+    /// The item the next sample comes from; `None` in a gap or once the plan is over.
+    pub fn current_item(&self) -> Option<usize> {
+        match self.phase {
+            Phase::Item { index, .. } if index < self.items.len() => Some(index),
+            _ => None,
+        }
+    }
+
+    /// True once `fill` has nothing more to play.
+    pub fn is_ended(&self) -> bool {
+        self.phase == Phase::Done || self.limit.is_some_and(|limit| self.played >= limit)
+    }
+
+    fn end_round(&mut self) {
+        self.rounds_done = self.rounds_done.saturating_add(1);
+        let finished = match self.repeat {
+            Repeat::Times(n) => self.rounds_done >= n,
+            Repeat::Forever => false,
+        };
+        // A round that produced nothing would repeat without end inside one `fill`.
+        let empty = self.round_samples == 0 && self.gap == 0;
+        self.round_samples = 0;
+        self.phase = if finished || empty {
+            Phase::Done
+        } else if self.gap > 0 {
+            Phase::Gap {
+                remaining: self.gap,
+            }
+        } else {
+            Phase::Item {
+                index: 0,
+                offset: 0,
+            }
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{LiveBlock, g711};
+
+    /// A clip of `n` samples whose sample `i` is distinct for i < 200 or so.
+    fn ramp(n: usize, base: f32) -> Arc<Clip> {
+        let s: Vec<f32> = (0..n).map(|i| base + i as f32 * 0.001).collect();
+        Arc::new(Clip::from_samples_8k(&s))
+    }
+
+    /// Everything the playout produces, packet by packet, until Ended.
+    fn drain(p: &mut Playout, law: Law, packet: usize) -> (Vec<u8>, usize) {
+        let at = Instant::now();
+        let mut all = Vec::new();
+        let mut packets = 0;
+        let mut out = vec![0u8; packet];
+        while p.fill(law, at, &mut out) == Fill::Audio {
+            all.extend_from_slice(&out);
+            packets += 1;
+            assert!(packets < 100_000, "never ends");
+        }
+        assert_eq!(p.fill(law, at, &mut out), Fill::Ended, "Ended is final");
+        assert!(p.is_ended());
+        (all, packets)
+    }
+
+    fn silence(law: Law, n: usize) -> Vec<u8> {
+        vec![law.silence(); n]
+    }
+
+    #[test]
+    fn items_play_in_order_across_packet_boundaries() {
+        let a = ramp(160, 0.1);
+        let b = ramp(240, -0.3);
+        for law in [Law::Pcmu, Law::Pcma] {
+            let mut expected = a.bytes(law).to_vec();
+            expected.extend_from_slice(&silence(law, 96)); // 12 ms
+            expected.extend_from_slice(b.bytes(law));
+            for packet in [80, 100, 160, 240, 333, 480] {
+                let mut p = Playout::new(
+                    vec![
+                        PlayItem::Clip(Arc::clone(&a)),
+                        PlayItem::Silence(Duration::from_millis(12)),
+                        PlayItem::Clip(Arc::clone(&b)),
+                    ],
+                    Repeat::Times(1),
+                    Duration::ZERO,
+                    None,
+                );
+                let (all, packets) = drain(&mut p, law, packet);
+                assert_eq!(packets, expected.len().div_ceil(packet), "{packet}");
+                assert_eq!(&all[..expected.len()], &expected[..], "{law:?} {packet}");
+                assert!(all[expected.len()..].iter().all(|&x| x == law.silence()));
+                assert_eq!(p.played_samples(), expected.len() as u64);
+            }
+        }
+    }
+
+    #[test]
+    fn repeat_plays_the_list_n_times_with_gaps_between() {
+        let a = ramp(80, 0.2);
+        let b = ramp(160, -0.2);
+        let law = Law::Pcmu;
+        let round = [a.bytes(law), b.bytes(law)].concat();
+        let gap = silence(law, 200); // 25 ms
+        let expected = [&round[..], &gap, &round, &gap, &round].concat();
+        assert_eq!(expected.len(), 3 * 240 + 2 * 200);
+        for packet in [80, 160, 170] {
+            let mut p = Playout::new(
+                vec![
+                    PlayItem::Clip(Arc::clone(&a)),
+                    PlayItem::Clip(Arc::clone(&b)),
+                ],
+                Repeat::Times(3),
+                Duration::from_millis(25),
+                None,
+            );
+            let (all, _) = drain(&mut p, law, packet);
+            assert_eq!(&all[..expected.len()], &expected[..], "{packet}");
+            assert_eq!(all.len(), expected.len().div_ceil(packet) * packet);
+            assert_eq!(p.played(), Duration::from_millis(140));
+        }
+    }
+
+    #[test]
+    fn limit_cuts_the_plan_and_pads_the_last_packet() {
+        let a = ramp(800, 0.1);
+        let law = Law::Pcma;
+        let mut p = Playout::new(
+            vec![PlayItem::Clip(Arc::clone(&a))],
+            Repeat::Forever,
+            Duration::from_millis(10),
+            Some(Duration::from_millis(250)),
+        );
+        let (all, packets) = drain(&mut p, law, 160);
+        // 2000 samples: 800 clip, 80 gap, 800 clip, 80 gap, 240 clip; 13 packets of 160.
+        assert_eq!(packets, 13);
+        assert_eq!(p.played_samples(), 2000);
+        let mut expected = [
+            a.bytes(law),
+            &silence(law, 80),
+            a.bytes(law),
+            &silence(law, 80),
+        ]
+        .concat();
+        expected.extend_from_slice(&a.bytes(law)[..240]);
+        assert_eq!(&all[..2000], &expected[..]);
+        assert!(all[2000..].iter().all(|&x| x == law.silence()));
+
+        // A limit shorter than the plan of a single clip.
+        let mut p = Playout::new(
+            vec![PlayItem::Clip(Arc::clone(&a))],
+            Repeat::Times(1),
+            Duration::ZERO,
+            Some(Duration::from_millis(20)),
+        );
+        let (all, packets) = drain(&mut p, law, 100);
+        assert_eq!(packets, 2);
+        assert_eq!(&all[..160], &a.bytes(law)[..160]);
+        assert!(all[160..].iter().all(|&x| x == law.silence()));
+
+        // A limit at a packet boundary ends without a padded packet.
+        let mut p = Playout::new(
+            vec![PlayItem::Silence(Duration::from_secs(1))],
+            Repeat::Forever,
+            Duration::ZERO,
+            Some(Duration::from_millis(60)),
+        );
+        assert_eq!(drain(&mut p, law, 160).1, 3);
+    }
+
+    #[test]
+    fn degenerate_plans_end_at_once() {
+        let law = Law::Pcmu;
+        let mut out = [0u8; 160];
+        let at = Instant::now();
+        let clip = ramp(80, 0.1);
+        let plans = [
+            Playout::new(
+                vec![PlayItem::Clip(clip)],
+                Repeat::Times(0),
+                Duration::ZERO,
+                None,
+            ),
+            Playout::new(vec![], Repeat::Times(3), Duration::ZERO, None),
+            Playout::new(vec![], Repeat::Forever, Duration::ZERO, None),
+            Playout::new(
+                vec![
+                    PlayItem::Clip(Arc::new(Clip::from_samples_8k(&[]))),
+                    PlayItem::Silence(Duration::ZERO),
+                ],
+                Repeat::Forever,
+                Duration::ZERO,
+                None,
+            ),
+            Playout::new(
+                vec![PlayItem::Silence(Duration::from_secs(1))],
+                Repeat::Forever,
+                Duration::ZERO,
+                Some(Duration::ZERO),
+            ),
+        ];
+        for (i, mut p) in plans.into_iter().enumerate() {
+            assert_eq!(p.fill(law, at, &mut out), Fill::Ended, "plan {i}");
+        }
+        // An empty list repeated forever with a gap is silence forever.
+        let mut p = Playout::new(vec![], Repeat::Forever, Duration::from_millis(5), None);
+        for _ in 0..10 {
+            assert_eq!(p.fill(law, at, &mut out), Fill::Audio);
+            assert!(out.iter().all(|&b| b == 0xFF));
+        }
+    }
+
+    fn marked_ring(blocks: u64) -> Arc<LiveRing> {
+        let ring = LiveRing::new("live");
+        for b in 0..blocks {
+            let mut block = LiveBlock::silence();
+            let pcm: [f32; 80] =
+                std::array::from_fn(|i| ((b * 80 + i as u64) % 200) as f32 / 256.0 - 0.4);
+            block.set_pcm(&pcm);
+            ring.write(b, &block);
+        }
+        Arc::new(ring)
+    }
+
+    #[test]
+    fn live_items_read_the_ring_at_the_packet_time() {
+        let ring = marked_ring(100);
+        let law = Law::Pcma;
+        let at = ring.epoch() + Duration::from_micros(31_250); // sample 250
+        let mut p = Playout::live(Arc::clone(&ring));
+        let mut out = [0u8; 240];
+        assert_eq!(p.fill(law, at, &mut out), Fill::Audio);
+        let mut want = [0u8; 240];
+        assert!(ring.read(law, 250, &mut want));
+        assert_eq!(out, want);
+        // Two listeners at the same instant hear the same samples whatever their ptime.
+        let mut other = Playout::live(Arc::clone(&ring));
+        let mut short = [0u8; 80];
+        assert_eq!(other.fill(law, at, &mut short), Fill::Audio);
+        assert_eq!(short[..], want[..80]);
+
+        // A clip first (100 samples, padded to 160): the live part of the packet
+        // continues at the packet's position plus its offset in the packet.
+        let clip = ramp(100, 0.3);
+        let mut p = Playout::new(
+            vec![
+                PlayItem::Clip(Arc::clone(&clip)),
+                PlayItem::Live(Arc::clone(&ring)),
+            ],
+            Repeat::Times(1),
+            Duration::ZERO,
+            Some(Duration::from_millis(50)),
+        );
+        let mut out = [0u8; 240];
+        assert_eq!(p.fill(law, at, &mut out), Fill::Audio);
+        assert_eq!(out[..160], clip.bytes(law)[..]);
+        assert!(out[100..160].iter().all(|&b| b == law.silence()));
+        let mut live = [0u8; 80];
+        assert!(ring.read(law, 410, &mut live));
+        assert_eq!(out[160..], live[..]);
+        assert_eq!(p.current_item(), Some(1));
+        // Live never ends on its own; the 50 ms limit ends it after 400 samples.
+        let later = at + Duration::from_millis(30);
+        assert_eq!(p.fill(law, later, &mut out), Fill::Audio);
+        let mut live = [0u8; 160];
+        assert!(ring.read(law, 490, &mut live));
+        assert_eq!(out[..160], live[..]);
+        assert!(out[160..].iter().all(|&b| b == law.silence()));
+        assert_eq!(p.played_samples(), 400);
+        assert_eq!(p.fill(law, later, &mut out), Fill::Ended);
+    }
+
+    #[test]
+    fn live_without_audio_is_silence_not_the_end() {
+        let ring = marked_ring(2);
+        let mut p = Playout::live(Arc::clone(&ring));
+        let mut out = [0u8; 160];
+        let at = ring.epoch() + Duration::from_secs(1);
+        for _ in 0..5 {
+            assert_eq!(p.fill(Law::Pcmu, at, &mut out), Fill::Audio);
+            assert!(out.iter().all(|&b| b == 0xFF));
+        }
+        assert!(!p.is_ended());
+    }
+
+    #[test]
+    fn encoded_clip_bytes_are_what_playout_sends() {
+        // The byte stream is the G.711 of the clip's samples, sample for sample.
+        let clip = Arc::new(Clip::from_samples_8k(&[0.5, -0.25, 0.0]));
+        let mut p = Playout::new(
+            vec![PlayItem::Clip(clip)],
+            Repeat::Times(1),
+            Duration::ZERO,
+            None,
+        );
+        let mut out = [0u8; 80];
+        assert_eq!(p.fill(Law::Pcmu, Instant::now(), &mut out), Fill::Audio);
+        assert_eq!(
+            out[..3],
+            [g711::ulaw_encode(16384), g711::ulaw_encode(-8192), 0xFF]
+        );
+        assert_eq!(p.fill(Law::Pcmu, Instant::now(), &mut out), Fill::Ended);
+    }
+}
