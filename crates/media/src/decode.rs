@@ -113,6 +113,13 @@ fn decode_source(
                     source,
                 }
             }
+            // A reader recognised the container but not what it holds.
+            SymphoniaError::Unsupported(what) if !what.contains("no suitable format reader") => {
+                unsupported(
+                    path,
+                    &format!("unsupported codec or format variant ({what})"),
+                )
+            }
             _ => unsupported(
                 path,
                 "not a recognised audio format (expected WAV, MP3, FLAC or Ogg Vorbis)",

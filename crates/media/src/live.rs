@@ -743,7 +743,8 @@ mod tests {
                 "not readable at {pos}"
             );
             let lead = ring.written_until().saturating_sub(pos);
-            assert!((1000..=2400).contains(&lead), "lead {lead} samples");
+            // About LEAD (1600 samples) minus what one BATCH consumed; generous for loaded hosts.
+            assert!((160..=2400).contains(&lead), "lead {lead} samples");
             checks += 1;
             std::thread::sleep(Duration::from_millis(15));
         }

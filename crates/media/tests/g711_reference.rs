@@ -7,9 +7,10 @@
 //!   to the law's grid (μ-law toward zero, A-law by one's complement, i.e. floor) and
 //!   must then agree byte for byte. The one input class sox cannot express is μ-law's
 //!   negative zero: -3..=-1 truncate to "-0", code 0x7F, where sox's 0 gives 0xFF.
-//! - ffmpeg's encoder tables put decision thresholds at the midpoints between adjacent
-//!   reconstruction values, which differs from the G.711 decision values at segment
-//!   edges, so it is used as a decode reference only.
+//! - ffmpeg builds its encoder tables from the midpoints between adjacent reconstruction
+//!   values, which puts some decision thresholds elsewhere than G.711 does (even on the
+//!   law's input grid it disagrees on 515 μ-law and 1,432 A-law inputs), so it serves as
+//!   a decode reference only.
 //! - Both decode all 256 codes of both laws to exactly Sun's `ulaw2linear`/`alaw2linear`.
 
 mod common;
