@@ -23,3 +23,5 @@ pub mod endpoint;
 pub mod message;
 pub mod sdp;
 pub mod uac;
+pub(crate) mod routing;
+pub(crate) mod util;

@@ -167,6 +167,21 @@ pub struct PacerStats {
     pub threads: usize,
 }
 
+/// How the pacing threads run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PacerConfig {
+    /// Pacing threads; 0 means one per available core.
+    pub threads: usize,
+    /// Run the pacing threads in the SCHED_FIFO real-time class at this priority (1–99), so
+    /// compilers, backups or the control plane cannot delay a deadline. Needs CAP_SYS_NICE or
+    /// an RLIMIT_RTPRIO allowance; when refused, the threads keep normal scheduling and one
+    /// warning is logged. The kernel's RT throttling (sched_rt_runtime_us) still leaves other
+    /// threads 5% of each core should the pacer ever be overloaded. `None`: normal scheduling.
+    pub realtime_priority: Option<u8>,
+    /// Pin pacing thread *i* to CPU *i* mod the CPUs available, so it keeps its cache warm.
+    pub pin_cpus: bool,
+}
+
 pub(crate) struct RemoteUpdate {
     pub(crate) rtp: SocketAddr,
     pub(crate) rtcp: SocketAddr,
@@ -245,17 +260,34 @@ fn ptime_ms(ptime: Duration) -> Option<u32> {
 }
 
 impl Pacer {
-    /// Starts `threads` pacing threads (0: one per available core). `on_event` is called from
-    /// the pacing threads and must not block.
+    /// Starts `threads` pacing threads (0: one per available core) with normal scheduling.
+    /// `on_event` is called from the pacing threads and must not block.
     pub fn start(
         threads: usize,
         on_event: Arc<dyn Fn(StreamEvent) + Send + Sync>,
     ) -> io::Result<Pacer> {
-        let threads = if threads == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
+        Self::start_with(
+            PacerConfig {
+                threads,
+                ..PacerConfig::default()
+            },
+            on_event,
+        )
+    }
+
+    /// Starts the pacing threads as `config` says. `on_event` is called from the pacing
+    /// threads and must not block.
+    pub fn start_with(
+        config: PacerConfig,
+        on_event: Arc<dyn Fn(StreamEvent) + Send + Sync>,
+    ) -> io::Result<Pacer> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = if config.threads == 0 {
+            cores
         } else {
-            threads
+            config.threads
         };
+        let cpus = allowed_cpus();
         let shared = Arc::new(Shared {
             threads: (0..threads)
                 .map(|_| ThreadShared {
@@ -275,12 +307,22 @@ impl Pacer {
         };
         for index in 0..threads {
             let shared = Arc::clone(&shared);
+            let cpu = (config.pin_cpus && !cpus.is_empty()).then(|| cpus[index % cpus.len()]);
+            let priority = config.realtime_priority;
             let handle = std::thread::Builder::new()
                 .name(format!("imss-pacer-{index}"))
-                .spawn(move || worker::Worker::new(shared, index).run())?;
+                .spawn(move || {
+                    prepare_thread(index, cpu, priority);
+                    worker::Worker::new(shared, index).run()
+                })?;
             pacer.handles.push(handle);
         }
-        tracing::info!(threads, "pacing threads started");
+        tracing::info!(
+            threads,
+            realtime_priority = ?config.realtime_priority,
+            pin_cpus = config.pin_cpus,
+            "pacing threads started"
+        );
         Ok(pacer)
     }
 
@@ -436,6 +478,41 @@ impl Pacer {
             }
         }
         tracing::info!("pacing threads stopped");
+    }
+}
+
+/// The CPUs this process may run on, in order.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t is valid; sched_getaffinity fills it for this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
+}
+
+/// Scheduling set-up of a pacing thread, before its loop; failures leave defaults.
+fn prepare_thread(index: usize, cpu: Option<usize>, priority: Option<u8>) {
+    if let Some(cpu) = cpu
+        && let Err(e) = sys::pin_to_cpu(cpu)
+    {
+        tracing::warn!(thread = index, cpu, error = %e, "cannot pin pacing thread");
+    }
+    if let Some(priority) = priority
+        && let Err(e) = sys::set_realtime(priority)
+    {
+        // One line per pacer, not per thread.
+        if index == 0 {
+            tracing::warn!(
+                priority,
+                error = %e,
+                "pacing threads keep normal scheduling: SCHED_FIFO refused (needs CAP_SYS_NICE)"
+            );
+        }
     }
 }
 

@@ -45,6 +45,36 @@ pub(crate) fn set_timer_slack_1us() {
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1_000 as libc::c_ulong) };
 }
 
+/// Puts the calling thread in the SCHED_FIFO class at `priority` (1–99).
+pub(crate) fn set_realtime(priority: u8) -> io::Result<()> {
+    let param = libc::sched_param {
+        sched_priority: libc::c_int::from(priority.clamp(1, 99)),
+    };
+    // SAFETY: `param` is valid; pthread_self() names the calling thread.
+    let rc = unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(rc))
+    }
+}
+
+/// Restricts the calling thread to CPU `cpu`.
+pub(crate) fn pin_to_cpu(cpu: usize) -> io::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET writes within it; pid 0 is the
+    // calling thread.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Most packets one `sendmmsg` call carries (a stream catching up after a late wake-up).
 pub(crate) const MAX_BATCH: usize = 8;
 
