@@ -21,7 +21,7 @@
 
 pub mod endpoint;
 pub mod message;
+pub(crate) mod routing;
 pub mod sdp;
 pub mod uac;
-pub(crate) mod routing;
 pub(crate) mod util;
