@@ -11,8 +11,9 @@
 //! tick *n* is `start + n ms` exactly, and the thread sleeps to it with
 //! `clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME)` (timer slack lowered to 1 µs).
 //!
-//! On each wake-up the thread drains its command queue (a lock-free `SegQueue`: add, remove,
-//! pause, resume, replace playout, update remote), then for every stream due fills the payload
+//! The thread wakes only for slots that hold a stream, and at least every 20 ms; on each
+//! wake-up it drains its command queue (a lock-free `SegQueue`: add, remove, pause, resume,
+//! replace playout, update remote), then for every stream due fills the payload
 //! straight into a preallocated buffer ([`Playout::fill`]), writes the RTP header in front
 //! ([`Packetizer::write_header`]) and sends it. The per-packet path does not allocate, lock or
 //! log; send errors (ECONNREFUSED after an ICMP port unreachable, EAGAIN) are counted in
@@ -21,6 +22,10 @@
 //! receiver reports waiting on that socket are read then, without blocking. Events
 //! ([`StreamEvent`]) are rare and go straight to the callback, from the pacing thread: the
 //! callback must be quick and must not block (e.g. a non-blocking channel send).
+//!
+//! [`PacerConfig`] can put the threads in the SCHED_FIFO real-time class and pin them to
+//! CPUs; on a machine shared with other work that is what keeps deadlines (see
+//! `examples/pacer_load.rs`).
 //!
 //! Each stream has its own socket pair — the RTP port advertised in SDP is its source port
 //! (symmetric RTP) — `connect()`ed to the remote, so sending is `send()` with no address.

@@ -122,6 +122,13 @@ impl Wheel {
         *slot = list;
     }
 
+    /// The first tick in `from..limit` whose slot holds a stream, or `limit`.
+    pub(crate) fn next_occupied(&self, from: u64, limit: u64) -> u64 {
+        (from..limit)
+            .find(|&t| !self.slots[Self::slot_of(t)].is_empty())
+            .unwrap_or(limit)
+    }
+
     #[cfg(test)]
     pub(crate) fn len_at(&self, tick: u64) -> usize {
         self.slots[Self::slot_of(tick)].len()
@@ -192,5 +199,12 @@ mod tests {
         assert_eq!(list, vec![2]);
         wheel.restore(5, list);
         assert_eq!(wheel.len_at(5), 1);
+        assert_eq!(wheel.next_occupied(1, 20), 5);
+        assert_eq!(wheel.next_occupied(6, 20), 6);
+        assert_eq!(wheel.next_occupied(7, 20), 20, "empty up to the limit");
+        assert_eq!(
+            wheel.next_occupied(7, 7 + WHEEL_SLOTS as u64),
+            5 + WHEEL_SLOTS as u64
+        );
     }
 }

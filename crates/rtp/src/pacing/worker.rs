@@ -26,8 +26,10 @@ const MAX_PACKET: usize = HEADER_LEN + (MAX_PTIME_MS * SAMPLES_PER_MS) as usize;
 const MAX_COMMANDS_PER_WAKE: usize = 256;
 /// Lateness counted as a late wake-up.
 const LATE_NS: u64 = 2 * NS_PER_MS;
-/// A thread without streams wakes this often (ms) to look for commands.
-const IDLE_TICKS: u64 = 5;
+/// The longest a thread sleeps (ms) when no stream is due sooner: the bound on how long a
+/// command waits. Waking only for occupied slots keeps a lightly loaded thread from paying a
+/// timer interrupt every millisecond (costly in virtual machines).
+const MAX_SLEEP_TICKS: u64 = 20;
 /// RTCP datagrams read per report, at most.
 const MAX_RTCP_READS: usize = 4;
 
@@ -186,8 +188,9 @@ impl Worker {
                 }
             }
             self.publish_stats();
-            tick = if self.streams.len == 0 && self.commands().is_empty() {
-                now_tick + IDLE_TICKS
+            tick = if self.commands().is_empty() {
+                self.wheel
+                    .next_occupied(now_tick + 1, now_tick + 1 + MAX_SLEEP_TICKS)
             } else {
                 now_tick + 1
             };
