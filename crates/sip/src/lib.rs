@@ -12,12 +12,15 @@
 //! `poll_transmit` and `poll_event` until both return `None`, then sleep until `poll_timeout`
 //! (or the next input) and call `handle_timeout`.
 //!
-//! The codec and the transaction layer are hand-written rather than taken from a crate: the
-//! Rust SIP crates available either parse without the input bounds a server facing the
-//! network needs (message size, header count, line length, body size), or bring their own
-//! async runtime and sockets, which would break the sans-IO design that makes every RFC 3261
-//! timer testable with a virtual clock. The subset of SIP a media server needs is small enough
-//! to own.
+//! The codec and the transaction layer are hand-written rather than taken from a crate. The
+//! established Rust SIP parser (rsip 0.4) has no transaction layer and no input bounds (message
+//! size, header count, line length, body size) of its own; the sans-IO SIP stacks on crates.io
+//! (sipx-sip, rsiprtp) are young pre-1.0 releases. What a media server needs is a small
+//! subset of SIP whose behaviour (which request gets which answer, when a call ends) is the
+//! product's own job, so it is owned here, with every RFC 3261 timer testable on a virtual
+//! clock.
+
+#![warn(missing_docs)]
 
 pub mod endpoint;
 pub mod message;

@@ -167,3 +167,187 @@ proptest! {
         prop_assert_eq!(parse_datagram(&folded).expect("folded parses"), Message::Request(expected));
     }
 }
+
+mod endpoint_fuzz {
+    use super::*;
+    use imss_sip::endpoint::{Endpoint, EndpointConfig, Event, Input};
+    use std::time::{Duration, Instant};
+
+    fn templates(call_id: &str, tag: &str) -> Vec<String> {
+        let base = |method: &str, branch: &str, to_tag: &str, cseq: u32| {
+            format!(
+                "{method} sip:a@192.0.2.10 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK{branch}\r\n\
+Max-Forwards: 70\r\nFrom: <sip:b@10.0.0.1>;tag=f1\r\nTo: <sip:a@192.0.2.10>{to_tag}\r\n\
+Call-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContact: <sip:b@10.0.0.1>\r\nContent-Length: 0\r\n\r\n"
+            )
+        };
+        let t = format!(";tag={tag}");
+        vec![
+            base("INVITE", "i1", "", 1),
+            base("ACK", "a1", &t, 1),
+            base("CANCEL", "i1", "", 1),
+            base("BYE", "b1", &t, 2),
+            base("INVITE", "r1", &t, 3),
+            base("OPTIONS", "o1", "", 4),
+            base("ACK", "i1", &t, 1),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Any interleaving of (possibly corrupted) requests, server commands and time jumps
+        /// leaves the endpoint consistent: no panic, every IncomingCall ends exactly once
+        /// once time runs out, and no transaction outlives its timers.
+        #[test]
+        fn endpoint_survives_any_sequence(
+            steps in proptest::collection::vec(
+                (0usize..10, any::<prop::sample::Index>(), any::<u8>(), 0u64..40_000),
+                1..40,
+            )
+        ) {
+            let t0 = Instant::now();
+            let mut now = t0;
+            let mut ep = Endpoint::new(EndpointConfig {
+                contact_host: "192.0.2.10".into(),
+                contact_port: 5060,
+                user_agent: "fuzz".into(),
+            });
+            let from = "10.0.0.1:5060".parse().unwrap();
+            let mut tag = String::from("none");
+            let mut calls = Vec::new();
+            let mut open = std::collections::HashSet::new();
+            for (action, at, byte, jump) in steps {
+                match action {
+                    0..=6 => {
+                        let mut msg = templates("c1", &tag)[action].clone().into_bytes();
+                        if byte % 4 == 0 {
+                            let i = at.index(msg.len());
+                            msg[i] = byte;
+                        }
+                        ep.handle_input(now, Input::Datagram { from, bytes: &msg });
+                    }
+                    7 => if let Some(c) = calls.last().cloned() { ep.accept(now, c, "v=0\r\n".into()) },
+                    8 => if let Some(c) = calls.last().cloned() { ep.hangup(now, c) },
+                    _ => now += Duration::from_millis(jump),
+                }
+                ep.handle_timeout(now);
+                while let Some(t) = ep.poll_transmit() {
+                    if let Ok(Message::Response(r)) = parse_datagram(&t.bytes)
+                        && let Some(tg) = r.to().and_then(|t| t.tag().map(String::from))
+                        && r.status == 200
+                    {
+                        tag = tg;
+                    }
+                }
+                while let Some(e) = ep.poll_event() {
+                    match e {
+                        Event::IncomingCall { call, .. } => {
+                            prop_assert!(open.insert(call.clone()));
+                            calls.push(call);
+                        }
+                        Event::Cancelled { call } | Event::Ended { call, .. } => {
+                            prop_assert!(open.remove(&call), "ended twice or never started");
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            // Hang up whatever is left and let every timer run out.
+            for c in open.clone() {
+                ep.hangup(now, c);
+            }
+            for _ in 0..1000 {
+                let Some(at) = ep.poll_timeout() else { break };
+                now = at;
+                ep.handle_timeout(now);
+                while ep.poll_transmit().is_some() {}
+                while let Some(e) = ep.poll_event() {
+                    if let Event::Cancelled { call } | Event::Ended { call, .. } = e {
+                        prop_assert!(open.remove(&call));
+                    }
+                }
+            }
+            prop_assert_eq!(ep.poll_timeout(), None);
+            prop_assert_eq!(ep.transaction_count(), 0);
+            prop_assert!(open.is_empty(), "calls never ended: {:?}", open);
+            prop_assert_eq!(ep.call_count(), 0);
+        }
+    }
+}
+
+mod client_fuzz {
+    use super::*;
+    use imss_sip::message::Response;
+    use imss_sip::uac::{ClientCall, UacConfig, UacEvent};
+    use std::time::{Duration, Instant};
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Any responses (right or wrong branch, any status), hangups and time jumps: no panic,
+        /// `Terminated` comes last and once, and a hung-up call always terminates.
+        #[test]
+        fn client_call_survives_any_sequence(
+            steps in proptest::collection::vec((0usize..6, 100u16..700, any::<bool>(), 0u64..40_000), 1..30)
+        ) {
+            let t0 = Instant::now();
+            let mut now = t0;
+            let mut c = ClientCall::new(t0, UacConfig {
+                local: "198.51.100.7:40000".parse().unwrap(),
+                target_uri: "sip:annc@192.0.2.10".into(),
+                remote: "192.0.2.10:5060".parse().unwrap(),
+                sdp_offer: "v=0\r\n".into(),
+                from_user: String::new(),
+            });
+            let mut sent: Vec<Request> = Vec::new();
+            let mut events = Vec::new();
+            let drain = |c: &mut ClientCall, sent: &mut Vec<Request>, events: &mut Vec<UacEvent>| {
+                while let Some((_, b)) = c.poll_transmit() {
+                    if let Ok(Message::Request(r)) = parse_datagram(&b) {
+                        sent.push(r);
+                    }
+                }
+                while let Some(e) = c.poll_event() {
+                    events.push(e);
+                }
+            };
+            drain(&mut c, &mut sent, &mut events);
+            for (action, status, right_branch, jump) in steps {
+                match action {
+                    0..=2 => {
+                        // Answer the last request of the chosen kind.
+                        let wanted = [Method::Invite, Method::Cancel, Method::Bye][action].clone();
+                        if let Some(req) = sent.iter().rev().find(|r| r.method == wanted) {
+                            let mut r = Response::new(status, "X");
+                            for n in ["Via", "From", "To", "Call-ID", "CSeq"] {
+                                r.headers.copy_from(&req.headers, n);
+                            }
+                            r.headers.set("To", format!("{};tag=srv", req.headers.get("To").unwrap_or("<sip:x@y>")));
+                            if !right_branch {
+                                r.headers.set("Via", "SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKother");
+                            }
+                            c.handle_message(now, Message::Response(r));
+                        }
+                    }
+                    3 => c.hangup(now),
+                    _ => {
+                        now += Duration::from_millis(jump);
+                        c.handle_timeout(now);
+                    }
+                }
+                drain(&mut c, &mut sent, &mut events);
+            }
+            c.hangup(now);
+            drain(&mut c, &mut sent, &mut events);
+            while let Some(at) = c.poll_timeout() {
+                now = at;
+                c.handle_timeout(now);
+                drain(&mut c, &mut sent, &mut events);
+            }
+            prop_assert!(c.is_terminated(), "events: {:?}", events);
+            prop_assert_eq!(events.iter().filter(|e| **e == UacEvent::Terminated).count(), 1);
+            prop_assert_eq!(events.last(), Some(&UacEvent::Terminated));
+        }
+    }
+}

@@ -655,7 +655,7 @@ impl Endpoint {
         let reason = sanitize_reason(reason);
         self.respond(now, tx_id, status, &reason, Some(&tag), extras);
         if initial {
-            self.remove_dialog(&call);
+            self.remove_dialog(now, &call);
             self.events.push_back(Event::Ended {
                 call,
                 reason: EndReason::Rejected { status },
@@ -737,7 +737,7 @@ impl Endpoint {
             self.respond_stateless(&req, src, 503, "Service Unavailable", extras);
             return;
         }
-        let tx_id = self.new_server_tx(now, &req, &via, key.clone(), src);
+        let tx_id = self.new_server_tx(&req, &via, key.clone(), src);
         if req.method == Method::Cancel {
             self.handle_cancel(now, tx_id, &key);
             return;
@@ -792,14 +792,7 @@ impl Endpoint {
         }
     }
 
-    fn new_server_tx(
-        &mut self,
-        _now: Instant,
-        req: &Request,
-        via: &Via,
-        key: TxKey,
-        src: Source,
-    ) -> TxId {
+    fn new_server_tx(&mut self, req: &Request, via: &Via, key: TxKey, src: Source) -> TxId {
         let (base, dest) = self.response_base(req, via, src);
         let id = self.next_id();
         let to_has_tag = req.to().is_some_and(|t| t.tag().is_some());
@@ -1007,24 +1000,12 @@ impl Endpoint {
             return;
         };
         let tag = d.local_tag.clone();
-        let pending = d.pending_invite;
         let awaiting = d.awaiting_ack;
         self.respond(now, tx_id, 200, "OK", Some(&tag), Extras::none());
-        // RFC 3261 §15.1.2: pending requests in the dialog get 487.
-        if let Some(p) = pending {
-            self.respond(
-                now,
-                p,
-                487,
-                "Request Terminated",
-                Some(&tag),
-                Extras::none(),
-            );
-        }
         if let Some(a) = awaiting {
             self.timers.stop(Timer::G(a));
         }
-        self.remove_dialog(&call);
+        self.remove_dialog(now, &call);
         tracing::debug!(call = %call, "BYE received");
         self.events.push_back(Event::Ended {
             call,
@@ -1124,7 +1105,7 @@ impl Endpoint {
             None => false,
         };
         if initial {
-            self.remove_dialog(&call);
+            self.remove_dialog(now, &call);
             tracing::debug!(call = %call, "INVITE cancelled");
             self.events.push_back(Event::Cancelled { call });
         }
@@ -1235,7 +1216,7 @@ impl Endpoint {
             self.timers.set(Timer::K(id), now + self.timers_cfg.t4);
         }
         if self.dialogs.contains_key(&call) {
-            self.remove_dialog(&call);
+            self.remove_dialog(now, &call);
             self.events.push_back(Event::Ended {
                 call,
                 reason: EndReason::LocalBye {
@@ -1286,7 +1267,7 @@ impl Endpoint {
                     d.awaiting_ack = None;
                 }
                 self.send_bye(now, &call);
-                self.remove_dialog(&call);
+                self.remove_dialog(now, &call);
                 self.events.push_back(Event::Ended {
                     call,
                     reason: EndReason::AckTimeout,
@@ -1319,7 +1300,7 @@ impl Endpoint {
                 self.remove_client_tx(id);
                 if self.dialogs.contains_key(&call) {
                     tracing::info!(call = %call, "BYE unanswered; call ended");
-                    self.remove_dialog(&call);
+                    self.remove_dialog(now, &call);
                     self.events.push_back(Event::Ended {
                         call,
                         reason: EndReason::LocalBye { status: None },
@@ -1534,6 +1515,20 @@ impl Endpoint {
             return;
         }
         d.state = DialogState::Terminating;
+        if let Some(p) = d.pending_invite.take() {
+            let tag = d.local_tag.clone();
+            self.respond(
+                now,
+                p,
+                487,
+                "Request Terminated",
+                Some(&tag),
+                Extras::none(),
+            );
+        }
+        let Some(d) = self.dialogs.get_mut(call) else {
+            return;
+        };
         d.local_cseq = d.local_cseq.wrapping_add(1);
         let transport = d.transport;
         let branch = util::new_branch();
@@ -1623,8 +1618,19 @@ impl Endpoint {
         }
     }
 
-    fn remove_dialog(&mut self, call: &CallId) {
+    /// Forgets a call; an INVITE still waiting for accept/reject gets 487 (RFC 3261 §15.1.2).
+    fn remove_dialog(&mut self, now: Instant, call: &CallId) {
         if let Some(d) = self.dialogs.remove(call) {
+            if let Some(p) = d.pending_invite {
+                self.respond(
+                    now,
+                    p,
+                    487,
+                    "Request Terminated",
+                    Some(&d.local_tag),
+                    Extras::none(),
+                );
+            }
             self.dialog_index.remove(&(d.call_id, d.local_tag));
         }
     }

@@ -1142,3 +1142,39 @@ fn unimrcp_client_call_flow() {
     );
     assert_eq!(statuses(&responses(&mut ep)), [200]);
 }
+
+#[test]
+fn hangup_answers_a_pending_reinvite_with_487() {
+    let t0 = Instant::now();
+    let mut ep = endpoint();
+    let (call, tag) = answered_call(&mut ep, t0, "call-1");
+    feed(&mut ep, t0, &ack("call-1", &tag));
+    let _ = events(&mut ep);
+    feed(
+        &mut ep,
+        t0,
+        &request("INVITE", "z9hG4bKre", "call-1", Some(&tag), 2, "", ""),
+    );
+    assert_eq!(statuses(&responses(&mut ep)), [100]);
+    assert!(matches!(
+        events(&mut ep).as_slice(),
+        [Event::ReInvite { .. }]
+    ));
+    ep.hangup(t0, call.clone());
+    let tx = transmits(&mut ep);
+    let lines: Vec<String> = tx
+        .iter()
+        .map(|t| {
+            String::from_utf8_lossy(&t.bytes)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(lines[0], "SIP/2.0 487 Request Terminated");
+    assert!(lines[1].starts_with("BYE "));
+    // accept() for the terminated re-INVITE is ignored.
+    ep.accept(t0, call, "v=0\r\n".into());
+    assert!(transmits(&mut ep).is_empty());
+}
