@@ -745,3 +745,40 @@ fn send_errors_are_counted_not_fatal() {
     );
     pacer.shutdown();
 }
+
+#[test]
+fn streams_spread_over_the_slots() {
+    let (pacer, _events) = pacer(1);
+    let peer = Peer::new();
+    let clip = test_clip(8000);
+    for id in 0..20 {
+        add(
+            &pacer,
+            stream(id, ephemeral_ports(), &peer, Law::Pcmu, 20, forever(&clip)),
+        );
+    }
+    let packets = peer.receive(Duration::from_millis(800));
+    pacer.shutdown();
+    // Each stream's phase within the 20 ms period, as a circular mean of its arrivals.
+    let reference = packets[0].at;
+    let mut by_ssrc: std::collections::HashMap<u32, (f64, f64)> = Default::default();
+    for p in &packets {
+        let ms = (p.at - reference).as_secs_f64() * 1000.0;
+        let angle = (ms % 20.0) / 20.0 * std::f64::consts::TAU;
+        let e = by_ssrc.entry(p.header.ssrc).or_default();
+        e.0 += angle.sin();
+        e.1 += angle.cos();
+    }
+    assert_eq!(by_ssrc.len(), 20);
+    let mut phases: Vec<f64> = by_ssrc
+        .values()
+        .map(|(s, c)| s.atan2(*c).rem_euclid(std::f64::consts::TAU) / std::f64::consts::TAU * 20.0)
+        .collect();
+    phases.sort_by(f64::total_cmp);
+    let mut widest = 20.0 - phases[19] + phases[0];
+    for w in phases.windows(2) {
+        widest = f64::max(widest, w[1] - w[0]);
+    }
+    // One stream per millisecond slot: gaps of ~1 ms. All in one slot would leave ~20 ms.
+    assert!(widest <= 4.0, "phases {phases:?} leave a {widest} ms gap");
+}

@@ -579,3 +579,166 @@ impl Worker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pacing::{ThreadShared, ThreadStats};
+    use crate::packet::RtpHeader;
+    use imss_media::{Clip, PlayItem, Repeat};
+    use std::net::UdpSocket;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+
+    fn worker() -> Worker {
+        let shared = Arc::new(Shared {
+            threads: vec![ThreadShared {
+                commands: SegQueue::new(),
+                assigned: AtomicUsize::new(1),
+                stats: ThreadStats::default(),
+            }],
+            routes: Mutex::new(HashMap::new()),
+            active: AtomicUsize::new(1),
+            stop: AtomicBool::new(false),
+            on_event: Arc::new(|_| {}),
+        });
+        Worker::new(shared, 0)
+    }
+
+    /// A worker with one 20 ms stream due at tick 0, and the socket it sends to.
+    fn one_stream(clip: &Arc<Clip>) -> (Worker, UdpSocket, u32) {
+        let mut w = worker();
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let _ = rx.set_read_timeout(Some(Duration::from_millis(200)));
+        let bind = || UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let ports = PortPair::unmanaged(bind(), bind()).unwrap_or_else(|e| panic!("{e}"));
+        let to = rx.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let _ = ports.rtp.connect(to);
+        let _ = ports.rtcp.connect(to);
+        let playout = Playout::new(
+            vec![PlayItem::Clip(Arc::clone(clip))],
+            Repeat::Forever,
+            Duration::ZERO,
+            None,
+        );
+        w.add(
+            NewStream {
+                id: 1,
+                ports,
+                remote_rtp: to,
+                remote_rtcp: to,
+                payload_type: 0,
+                law: Law::Pcmu,
+                ptime: Duration::from_millis(20),
+                playout,
+                cname: "t".into(),
+            },
+            0,
+        );
+        let i = w
+            .by_id
+            .get(&1)
+            .copied()
+            .unwrap_or_else(|| panic!("not added"));
+        (w, rx, i)
+    }
+
+    fn recv_all(rx: &UdpSocket, n: usize) -> Vec<(RtpHeader, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 1500];
+        for _ in 0..n {
+            let len = rx.recv(&mut buf).unwrap_or_else(|e| panic!("{e}"));
+            let h = RtpHeader::parse(&buf[..len]).unwrap_or_else(|e| panic!("{e}"));
+            out.push((h, buf[h.payload_offset..len].to_vec()));
+        }
+        out
+    }
+
+    fn clip() -> Arc<Clip> {
+        let s: Vec<f32> = (0..16_000)
+            .map(|i| ((i as f32) * 0.01).sin() * 0.5)
+            .collect();
+        Arc::new(Clip::from_samples_8k(&s))
+    }
+
+    #[test]
+    fn late_wake_catches_up_in_one_batch() {
+        let clip = clip();
+        let (mut w, rx, i) = one_stream(&clip);
+        let ts0 = w.streams.get_mut(i).map(|s| s.packetizer.next_timestamp());
+        let now = w.base;
+        // Woke 50 ms late for tick 0: packets of ticks 0, 20 and 40 are owed.
+        w.process_slot(0, 50, now);
+        let got = recv_all(&rx, 3);
+        for (k, (h, payload)) in got.iter().enumerate() {
+            assert_eq!(
+                Some(h.timestamp),
+                ts0.map(|t| t.wrapping_add(160 * k as u32))
+            );
+            assert_eq!(h.marker, k == 0);
+            assert_eq!(payload, &clip.bytes(Law::Pcmu)[160 * k..160 * (k + 1)]);
+        }
+        assert_eq!(got[2].0.sequence, got[0].0.sequence.wrapping_add(2));
+        assert_eq!(w.streams.get_mut(i).map(|s| s.next_due), Some(60));
+        assert_eq!(w.local.packets, 3);
+        assert_eq!(w.local.skipped, 0);
+    }
+
+    #[test]
+    fn very_late_wake_skips_the_oldest() {
+        let clip = clip();
+        let (mut w, rx, i) = one_stream(&clip);
+        let ts0 = w
+            .streams
+            .get_mut(i)
+            .map_or(0, |s| s.packetizer.next_timestamp());
+        let now = w.base;
+        // 200 ms late: 11 packets owed; the 3 oldest are skipped, 8 sent.
+        w.process_slot(0, 200, now);
+        let got = recv_all(&rx, MAX_BATCH);
+        assert_eq!(
+            got[0].0.timestamp,
+            ts0.wrapping_add(3 * 160),
+            "timestamp skips 3"
+        );
+        assert!(
+            got.windows(2)
+                .all(|p| p[1].0.sequence == p[0].0.sequence.wrapping_add(1))
+        );
+        // The clip is not advanced over the skipped packets.
+        assert_eq!(got[0].1, &clip.bytes(Law::Pcmu)[..160]);
+        assert_eq!(w.local.skipped, 3);
+        assert_eq!(w.streams.get_mut(i).map(|s| s.next_due), Some(220));
+        let _ = rx.set_nonblocking(true);
+        assert!(rx.recv(&mut [0u8; 1500]).is_err(), "no more than a batch");
+    }
+
+    #[test]
+    fn paused_stream_keeps_media_time() {
+        let clip = clip();
+        let (mut w, rx, i) = one_stream(&clip);
+        let ts0 = w
+            .streams
+            .get_mut(i)
+            .map_or(0, |s| s.packetizer.next_timestamp());
+        let now = w.base;
+        w.process_slot(0, 0, now);
+        w.commands().push(Command::Pause(1));
+        w.drain_commands(10, usize::MAX);
+        for t in (20..=100).step_by(20) {
+            w.process_slot(t, t, now);
+        }
+        w.commands().push(Command::Resume(1));
+        w.drain_commands(110, usize::MAX);
+        w.process_slot(120, 120, now);
+        let got = recv_all(&rx, 2);
+        assert_eq!(got[1].0.timestamp, ts0.wrapping_add(6 * 160));
+        assert_eq!(got[1].0.sequence, got[0].0.sequence.wrapping_add(1));
+        assert!(got[1].0.marker);
+        assert_eq!(
+            got[1].1,
+            &clip.bytes(Law::Pcmu)[160..320],
+            "clip resumes in place"
+        );
+    }
+}
