@@ -10,6 +10,8 @@
 //! write into preallocated buffers and never allocate, lock or log per packet, which general
 //! RTP stacks (webrtc-rs, str0m) do not promise and whose session machinery we do not need.
 
+#![warn(missing_docs)]
+
 pub mod packet;
 pub mod ports;
 pub mod rtcp;
