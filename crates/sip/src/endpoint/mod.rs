@@ -12,6 +12,12 @@
 //! Responses go back on the same connection ([`Transmit::conn`]). A [`Transmit`] over TCP
 //! whose `conn` is `None` asks the shell to open a connection to `to` (the connection the
 //! dialog used was closed, see [`Endpoint::connection_closed`]).
+//!
+//! OPTIONS outside a call is answered 200 with Allow, Accept, Supported and the SDP given to
+//! [`Endpoint::set_options_sdp`] (usually [`crate::sdp::capabilities_sdp`]).
+//!
+//! The 2xx to an INVITE is retransmitted (RFC 3261 §13.3.1.4) over UDP only; over TCP the
+//! endpoint relies on the transport and only waits 64·T1 for the ACK.
 
 pub(crate) mod timer;
 
