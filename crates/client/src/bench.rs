@@ -29,6 +29,9 @@ const MIN_WINDOW: Duration = Duration::from_secs(1);
 const BENCH_CODECS: [Codec; 2] = [Codec::Pcmu, Codec::Pcma];
 /// Packet time every bench call asks for.
 const BENCH_PTIME_MS: u32 = 20;
+/// Receiver threads read their sockets once per this interval (two 20 ms packets per
+/// system call); arrival times come from the kernel, so accuracy does not suffer.
+const RECEIVE_INTERVAL: Duration = Duration::from_millis(40);
 /// File descriptors kept free for the runtime, the SIP socket and /proc reads.
 const FD_RESERVE: u64 = 64;
 
@@ -262,7 +265,7 @@ pub async fn run_bench(opts: &BenchOptions) -> Result<BenchReport, ClientError> 
     let target = SipTarget::parse(&opts.uri)?;
     let server = target.resolve(opts.local_ip.is_ipv4()).await?;
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(2));
-    let pool = ReceiverPool::start(threads, opts.calls, SPACING_SKIP)
+    let pool = ReceiverPool::start(threads, opts.calls, SPACING_SKIP, RECEIVE_INTERVAL)
         .map_err(|e| ClientError::io("starting the RTP receivers", e))?;
     let mut shell = UacShell::bind(opts.local_ip, server).await?;
 
@@ -296,6 +299,7 @@ pub async fn run_bench(opts: &BenchOptions) -> Result<BenchReport, ClientError> 
     let mut steady_start: Option<(Instant, usize, CpuPair)> = None;
     let mut steady_end: Option<(Instant, CpuPair, Option<u64>)> = None;
     let mut settled = 0usize; // answered or failed
+    let mut any_response = false;
 
     while finished < opts.calls {
         let now = Instant::now();
@@ -405,7 +409,22 @@ pub async fn run_bench(opts: &BenchOptions) -> Result<BenchReport, ClientError> 
         }
         let ev = match shell.next(wake).await {
             Step::Event(ev) => ev,
-            Step::Deadline | Step::Unreachable(_) => continue,
+            Step::Deadline => continue,
+            Step::Unreachable(e) => {
+                if !any_response {
+                    // Nothing listens there: every call would wait out Timer B.
+                    return Err(ClientError::Unreachable {
+                        remote: server,
+                        source: e,
+                    });
+                }
+                continue;
+            }
+        };
+        any_response |= match &ev.event {
+            UacEvent::Failed { status, .. } => *status != 408,
+            UacEvent::Terminated => false,
+            _ => true,
         };
         let Some(&i) = by_id.get(&ev.call_id) else {
             continue;

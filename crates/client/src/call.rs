@@ -153,7 +153,7 @@ pub async fn place_call(opts: &CallOptions) -> Result<CallReport, ClientError> {
         opts.ptime_ms,
         rand::random::<u32>().into(),
     );
-    let pool = ReceiverPool::start(1, 1, SPACING_SKIP)
+    let pool = ReceiverPool::start(1, 1, SPACING_SKIP, Duration::ZERO)
         .map_err(|e| ClientError::io("starting the RTP receiver", e))?;
     let mut shell = UacShell::bind(opts.local_ip, server).await?;
     let invite_at = Instant::now();

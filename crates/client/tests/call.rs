@@ -255,3 +255,22 @@ async fn bench_counts_failures_by_status() {
     assert_eq!(report.failures[0].calls, 5);
     assert_eq!(report.cpu.server_cpu_percent, None);
 }
+
+#[tokio::test]
+async fn bench_against_a_closed_port_stops_at_once() {
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = closed.local_addr().expect("addr");
+    drop(closed);
+    let opts = BenchOptions {
+        uri: format!("sip:moh@{addr}"),
+        calls: 3,
+        seconds: 1.0,
+        rate: 100.0,
+        server_pid: None,
+        local_ip: "127.0.0.1".parse().expect("ip"),
+    };
+    let started = Instant::now();
+    let err = run_bench(&opts).await.expect_err("nothing listens");
+    assert!(matches!(err, ClientError::Unreachable { .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}

@@ -60,7 +60,7 @@ fn statistics_and_wav_from_a_local_sender() {
     let law = Law::Pcma;
     let (rtp, rtcp) = bind_rtp_pair("127.0.0.1".parse().expect("ip"), true).expect("ports");
     let to = rtp.local_addr().expect("addr");
-    let pool = ReceiverPool::start(1, 1, Duration::from_millis(200)).expect("pool");
+    let pool = ReceiverPool::start(1, 1, Duration::from_millis(200), Duration::ZERO).expect("pool");
     pool.add(StreamSpec {
         slot: 0,
         socket: rtp,
@@ -133,7 +133,8 @@ fn statistics_and_wav_from_a_local_sender() {
 fn many_streams_over_two_threads() {
     let law = Law::Pcmu;
     let streams = 40usize;
-    let pool = ReceiverPool::start(2, streams, Duration::ZERO).expect("pool");
+    let pool =
+        ReceiverPool::start(2, streams, Duration::ZERO, Duration::from_millis(40)).expect("pool");
     let mut targets = Vec::new();
     for slot in 0..streams {
         let (rtp, _) = bind_rtp_pair("127.0.0.1".parse().expect("ip"), false).expect("port");
