@@ -31,6 +31,8 @@ const MAX_TCP_BUFFER: usize = 128 * 1024;
 const MAX_DATAGRAM: usize = 65_535;
 /// How long shutdown waits for BYE transactions to finish.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
+/// How long opening an outbound SIP/TCP connection may take.
+const OUTBOUND_CONNECT: Duration = Duration::from_secs(5);
 
 /// What the connection tasks and the blocking pool send to the SIP task.
 enum ShellInput {
@@ -38,6 +40,11 @@ enum ShellInput {
         conn: u64,
         from: SocketAddr,
         message: Message,
+    },
+    TcpMalformed {
+        conn: u64,
+        from: SocketAddr,
+        malformed: message::Malformed,
     },
     TcpOpened {
         conn: u64,
@@ -74,6 +81,7 @@ struct Shell {
     calls: HashMap<CallId, Call>,
     by_stream: HashMap<u64, CallId>,
     next_stream: u64,
+    next_conn: u64,
     input_tx: mpsc::UnboundedSender<ShellInput>,
 }
 
@@ -101,10 +109,10 @@ pub(crate) async fn run(
         calls: HashMap::new(),
         by_stream: HashMap::new(),
         next_stream: 1,
+        next_conn: 1,
         input_tx,
     };
     let mut buf = vec![0u8; MAX_DATAGRAM];
-    let mut next_conn: u64 = 1;
     loop {
         let deadline = shell
             .endpoint
@@ -122,9 +130,9 @@ pub(crate) async fn run(
             },
             r = tcp.accept() => match r {
                 Ok((stream, from)) => {
-                    let conn = next_conn;
-                    next_conn += 1;
-                    spawn_connection(conn, from, stream, shell.input_tx.clone());
+                    let conn = shell.next_conn;
+                    shell.next_conn += 1;
+                    let _ = spawn_connection(conn, from, stream, shell.input_tx.clone());
                 }
                 Err(e) => tracing::warn!(error = %e, "SIP/TCP accept failed"),
             },
@@ -140,16 +148,20 @@ pub(crate) async fn run(
     shell.shut_down(&mut buf).await;
 }
 
+/// Starts the reader and writer tasks of one TCP connection; returns its writer queue.
 fn spawn_connection(
     conn: u64,
     from: SocketAddr,
     stream: TcpStream,
     tx: mpsc::UnboundedSender<ShellInput>,
-) {
+) -> mpsc::UnboundedSender<Vec<u8>> {
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
     let (wtx, mut wrx) = mpsc::unbounded_channel::<Vec<u8>>();
-    let _ = tx.send(ShellInput::TcpOpened { conn, writer: wtx });
+    let _ = tx.send(ShellInput::TcpOpened {
+        conn,
+        writer: wtx.clone(),
+    });
     tokio::spawn(async move {
         while let Some(bytes) = wrx.recv().await {
             if writer.write_all(&bytes).await.is_err() {
@@ -173,7 +185,7 @@ fn spawn_connection(
                 if buf.is_empty() {
                     break;
                 }
-                match message::parse_stream(&buf) {
+                match message::parse_stream_detailed(&buf) {
                     Ok(Some((message, used))) => {
                         buf.drain(..used);
                         if tx.send(ShellInput::Tcp { conn, from, message }).is_err() {
@@ -185,15 +197,27 @@ fn spawn_connection(
                         break 'read;
                     }
                     Ok(None) => break,
-                    Err(e) => {
-                        tracing::info!(peer = %from, error = %e, "SIP/TCP framing error; closing");
-                        break 'read;
+                    Err(malformed) => {
+                        tracing::info!(peer = %from, error = %malformed.error, "malformed SIP over TCP");
+                        let resync = malformed.consumed;
+                        let _ = tx.send(ShellInput::TcpMalformed { conn, from, malformed });
+                        match resync {
+                            Some(n) => {
+                                buf.drain(..n.min(buf.len()));
+                            }
+                            // Framing is lost: give the 400 a moment to be written, then close.
+                            None => {
+                                tokio::time::sleep(Duration::from_millis(200)).await;
+                                break 'read;
+                            }
+                        }
                     }
                 }
             }
         }
         let _ = tx.send(ShellInput::TcpClosed { conn });
     });
+    wtx
 }
 
 impl Shell {
@@ -216,15 +240,33 @@ impl Shell {
                     tracing::debug!(peer = %t.to, error = %e, "SIP/UDP send failed");
                 }
             }
-            Transport::Tcp => {
-                let sent = t
-                    .conn
-                    .and_then(|c| self.tcp_writers.get(&c))
-                    .is_some_and(|w| w.send(t.bytes).is_ok());
-                if !sent {
-                    tracing::debug!(peer = %t.to, "SIP/TCP connection gone; response dropped");
+            Transport::Tcp => match t.conn {
+                Some(c) => {
+                    let sent = self
+                        .tcp_writers
+                        .get(&c)
+                        .is_some_and(|w| w.send(t.bytes.clone()).is_ok());
+                    if !sent {
+                        tracing::debug!(peer = %t.to, "SIP/TCP connection gone; message dropped");
+                    }
                 }
-            }
+                // The dialog's connection closed: open a new one (RFC 3261 §18.1.1).
+                None => {
+                    let conn = self.next_conn;
+                    self.next_conn += 1;
+                    let tx = self.input_tx.clone();
+                    let to = t.to;
+                    tokio::spawn(async move {
+                        match tokio::time::timeout(OUTBOUND_CONNECT, TcpStream::connect(to)).await {
+                            Ok(Ok(stream)) => {
+                                let writer = spawn_connection(conn, to, stream, tx);
+                                let _ = writer.send(t.bytes);
+                            }
+                            _ => tracing::info!(peer = %to, "cannot open SIP/TCP connection"),
+                        }
+                    });
+                }
+            },
         }
     }
 
@@ -241,6 +283,18 @@ impl Shell {
                     conn,
                     from,
                     message,
+                },
+            ),
+            ShellInput::TcpMalformed {
+                conn,
+                from,
+                malformed,
+            } => self.endpoint.handle_input(
+                now,
+                Input::StreamMalformed {
+                    conn,
+                    from,
+                    malformed,
                 },
             ),
             ShellInput::TcpOpened { conn, writer } => {

@@ -8,14 +8,13 @@ use axum::{Router, extract::State, http::StatusCode, routing::get};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
-/// What `/healthz` reports: starting, ready (every listener up) or draining.
+/// What `/healthz` reports: starting (the default), ready (every listener up) or draining.
 #[derive(Debug, Default)]
 pub struct Health {
     state: AtomicU8,
     draining: AtomicBool,
 }
 
-const STARTING: u8 = 0;
 const READY: u8 = 1;
 
 impl Health {
