@@ -215,6 +215,10 @@ mod tests {
         let (rtp, _) = bind_rtp_pair(ip, false).expect("socket");
         let to = rtp.local_addr().expect("addr");
         let tx = UdpSocket::bind("127.0.0.1:0").expect("tx");
+        // The kernel turns receive stamping on through deferred work when the first socket
+        // of the system asks for it (until then it stamps at read time); a call's socket is
+        // bound a round trip before any RTP can arrive, give the test the same head start.
+        std::thread::sleep(std::time::Duration::from_millis(50));
         let before = realtime_ns();
         for i in 0..3u8 {
             tx.send_to(&[i; 20], to).expect("send");
