@@ -21,8 +21,7 @@ fn offer(port: u16, pts: &str) -> String {
 }
 
 /// Sends one datagram and returns the first final (non-1xx) response's status line.
-fn udp_final(server: SocketAddr, msg: &[u8]) -> Option<String> {
-    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+fn udp_final(sock: &UdpSocket, server: SocketAddr, msg: &[u8]) -> Option<String> {
     sock.set_read_timeout(Some(Duration::from_millis(1500))).expect("timeout");
     sock.send_to(msg, server).expect("send");
     let mut buf = vec![0u8; 65536];
@@ -71,23 +70,24 @@ fn malformed_sip_gets_specific_errors_while_a_call_keeps_its_audio() {
     let started = Instant::now();
 
     let s = server.sip;
-    let me: SocketAddr = "127.0.0.1:5999".parse().expect("addr");
+    let probe = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let me = probe.local_addr().expect("addr");
     // Bad Content-Length (claims more than was sent).
     let bad_len = request("OPTIONS", &uri, me, "", "", "badlen").replace("Content-Length: 0", "Content-Length: 50");
-    let r = udp_final(s, bad_len.as_bytes());
+    let r = udp_final(&probe, s, bad_len.as_bytes());
     assert_eq!(status(&r), 400, "bad Content-Length: {r:?}");
     assert!(r.as_deref().unwrap_or_default().to_ascii_lowercase().contains("content-length"), "reason names the problem: {r:?}");
     // Missing Call-ID: unreadable for a response that matches → 400 or dropped, never 2xx.
     let no_callid = request("OPTIONS", &uri, me, "", "", "nocid").replace("Call-ID: nocid@test\r\n", "");
-    let r = udp_final(s, no_callid.as_bytes());
+    let r = udp_final(&probe, s, no_callid.as_bytes());
     assert!(r.is_none() || status(&r) == 400, "missing Call-ID: {r:?}");
     // Truncated in the middle of the headers.
     let full = request("INVITE", &uri, me, "", "", "trunc");
-    let r = udp_final(s, &full.as_bytes()[..full.len() / 2]);
+    let r = udp_final(&probe, s, &full.as_bytes()[..full.len() / 2]);
     assert!(r.is_none() || status(&r) == 400, "truncated: {r:?}");
     // Binary junk: dropped.
     let junk: Vec<u8> = (0..1400u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-    assert_eq!(udp_final(s, &junk), None, "junk is dropped silently");
+    assert_eq!(udp_final(&probe, s, &junk), None, "junk is dropped silently");
     // 10,000 headers over TCP.
     let many: String = (0..10_000).map(|i| format!("X-H{i}: v\r\n")).collect();
     let huge_headers = request("OPTIONS", &uri, me, &many, "", "many");
@@ -99,26 +99,26 @@ fn malformed_sip_gets_specific_errors_while_a_call_keeps_its_audio() {
     let r = tcp_exchange(server.sip, big.as_bytes());
     assert!(r.is_empty() || r.starts_with("SIP/2.0 4"), "1 MB body: {}", &r[..r.len().min(200)]);
     // Unknown method → 405 with Allow.
-    let r = udp_final(s, request("FROB", &uri, me, "", "", "frob").as_bytes());
+    let r = udp_final(&probe, s, request("FROB", &uri, me, "", "", "frob").as_bytes());
     assert_eq!(status(&r), 405, "unknown method: {r:?}");
     assert!(r.as_deref().unwrap_or_default().contains("Allow:"), "405 carries Allow");
     // BYE for a dialog that does not exist → 481.
-    let r = udp_final(s, request("BYE", &uri, me, "", "", "nodialog").replace(&format!("To: <{uri}>"), &format!("To: <{uri}>;tag=nope")).as_bytes());
+    let r = udp_final(&probe, s, request("BYE", &uri, me, "", "", "nodialog").replace(&format!("To: <{uri}>"), &format!("To: <{uri}>;tag=nope")).as_bytes());
     assert_eq!(status(&r), 481, "unknown dialog: {r:?}");
     // Max-Forwards: 0 → 483.
-    let r = udp_final(s, request("OPTIONS", &uri, me, "", "", "mf").replace("Max-Forwards: 70", "Max-Forwards: 0").as_bytes());
+    let r = udp_final(&probe, s, request("OPTIONS", &uri, me, "", "", "mf").replace("Max-Forwards: 70", "Max-Forwards: 0").as_bytes());
     assert_eq!(status(&r), 483, "Max-Forwards 0: {r:?}");
     // Neither PCMU nor PCMA → 488 with a Warning.
     let g722 = request("INVITE", &uri, me, "Content-Type: application/sdp\r\n", &offer(40000, "9"), "g722");
-    let r = udp_final(s, g722.as_bytes());
+    let r = udp_final(&probe, s, g722.as_bytes());
     assert_eq!(status(&r), 488, "no common codec: {r:?}");
     assert!(r.as_deref().unwrap_or_default().contains("Warning:"), "488 carries a Warning: {r:?}");
     // Unknown source → 404; missing file → 404; escaping the root → 403.
-    let r = udp_final(s, request("INVITE", &format!("sip:nosuch@{}", s), me, "Content-Type: application/sdp\r\n", &offer(40002, "0"), "nosrc").as_bytes());
+    let r = udp_final(&probe, s, request("INVITE", &format!("sip:nosuch@{}", s), me, "Content-Type: application/sdp\r\n", &offer(40002, "0"), "nosrc").as_bytes());
     assert_eq!(status(&r), 404, "unknown source: {r:?}");
-    let r = udp_final(s, request("INVITE", &format!("sip:annc@{};play=missing.wav", s), me, "Content-Type: application/sdp\r\n", &offer(40004, "0"), "nofile").as_bytes());
+    let r = udp_final(&probe, s, request("INVITE", &format!("sip:annc@{};play=missing.wav", s), me, "Content-Type: application/sdp\r\n", &offer(40004, "0"), "nofile").as_bytes());
     assert_eq!(status(&r), 404, "missing file: {r:?}");
-    let r = udp_final(s, request("INVITE", &format!("sip:annc@{};play=../imss.toml", s), me, "Content-Type: application/sdp\r\n", &offer(40006, "0"), "escape").as_bytes());
+    let r = udp_final(&probe, s, request("INVITE", &format!("sip:annc@{};play=../imss.toml", s), me, "Content-Type: application/sdp\r\n", &offer(40006, "0"), "escape").as_bytes());
     assert_eq!(status(&r), 403, "path escaping the root: {r:?}");
 
     // The call on hold still runs: hang it up after at least 3 s and check its audio.
@@ -188,7 +188,7 @@ fn options_lists_capabilities() {
     let me = UdpSocket::bind("127.0.0.1:0").expect("bind");
     let local = me.local_addr().expect("addr");
     let opt = request("OPTIONS", &format!("sip:{}", server.sip), local, "Accept: application/sdp\r\n", "", "opt1");
-    let r = udp_final(server.sip, opt.as_bytes()).expect("OPTIONS answered");
+    let r = udp_final(&me, server.sip, opt.as_bytes()).expect("OPTIONS answered");
     assert!(r.starts_with("SIP/2.0 200"), "{r}");
     assert!(r.contains("PCMU/8000") && r.contains("PCMA/8000"), "capabilities list both laws: {r}");
     assert!(r.contains("Allow:") && r.contains("INVITE"), "{r}");
