@@ -102,7 +102,7 @@ pub struct BenchReport {
     pub ended_by_server: usize,
     /// Answered calls that received no RTP at all.
     pub calls_without_rtp: usize,
-    /// Calls still up at the hard deadline (abandoned without BYE).
+    /// Calls still up or ending at the hard deadline (one BYE sent, its answer not awaited).
     pub calls_abandoned: usize,
     /// Calls whose BYE got no final response within 5 s.
     pub byes_unconfirmed: usize,
@@ -536,10 +536,17 @@ pub async fn run_bench(opts: &BenchOptions) -> Result<BenchReport, ClientError> 
                     .or_default() += 1;
             }
             Phase::Inviting { call_id, .. } => {
+                // One CANCEL (or BYE) so the server does not stream into the void; no waiting.
+                shell.hangup(&call_id).await;
                 shell.abandon(&call_id);
                 *failures.entry("timeout".into()).or_default() += 1;
             }
-            Phase::Up { call_id } | Phase::Ending { call_id } => {
+            Phase::Up { call_id } => {
+                shell.hangup(&call_id).await;
+                shell.abandon(&call_id);
+                abandoned += 1;
+            }
+            Phase::Ending { call_id } => {
                 shell.abandon(&call_id);
                 abandoned += 1;
             }

@@ -1,6 +1,7 @@
 //! The SIP URI a call is placed to: where the INVITE goes and what its Request-URI says.
 
 use crate::ClientError;
+use imss_sip::message::SipUri;
 use std::net::{IpAddr, SocketAddr};
 
 /// The port of a `sip:` URI without one (RFC 3261 §19.1.2).
@@ -20,7 +21,8 @@ pub struct SipTarget {
 }
 
 impl SipTarget {
-    /// Parses `sip:[user@]host[:port][;params][?headers]`; angle brackets are accepted.
+    /// Parses `sip:[user@]host[:port][;params][?headers]` with imss-sip's URI parser;
+    /// angle brackets are accepted, `sips:` and non-UDP transports are refused.
     pub fn parse(uri: &str) -> Result<SipTarget, ClientError> {
         let bad = |detail: &str| ClientError::InvalidUri {
             uri: uri.to_string(),
@@ -31,46 +33,35 @@ impl SipTarget {
             .strip_prefix('<')
             .and_then(|s| s.strip_suffix('>'))
             .unwrap_or(trimmed);
-        let (scheme, rest) = trimmed
-            .split_once(':')
-            .ok_or_else(|| bad("expected sip:[user@]host[:port][;params]"))?;
-        if scheme.eq_ignore_ascii_case("sips") {
-            return Err(bad("sips: (TLS) is not supported, use sip:"));
+        let parsed =
+            SipUri::parse(trimmed).map_err(|_| bad("expected sip:[user@]host[:port][;params]"))?;
+        if parsed.scheme != "sip" {
+            return Err(bad("only sip: is supported (no TLS)"));
         }
-        if !scheme.eq_ignore_ascii_case("sip") {
-            return Err(bad("the scheme must be sip:"));
+        if parsed
+            .transport()
+            .is_some_and(|t| !t.eq_ignore_ascii_case("udp"))
+        {
+            return Err(bad("only transport=udp is supported by this client"));
         }
-        if rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(bad("white space or control characters in the URI"));
-        }
-        // Parameters and headers follow the host; '@' can only appear in the userinfo.
-        let end_of_hostport = rest.find([';', '?']).unwrap_or(rest.len());
-        let (userinfo_hostport, tail) = rest.split_at(end_of_hostport);
-        let (user, hostport) = match userinfo_hostport.rsplit_once('@') {
-            Some((userinfo, hostport)) => {
-                let user = userinfo.split(':').next().unwrap_or_default();
-                if user.is_empty() {
-                    return Err(bad("empty user part before '@'"));
-                }
-                (Some(user.to_string()), hostport)
-            }
-            None => (None, userinfo_hostport),
-        };
-        let (host, port) = split_host_port(hostport).ok_or_else(|| bad("bad host or port"))?;
+        let host = parsed
+            .host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(&parsed.host);
         if host.is_empty() {
             return Err(bad("no host"));
         }
-        for param in tail.split(['?', '&']).next().unwrap_or("").split(';') {
-            let (name, value) = param.split_once('=').unwrap_or((param, ""));
-            if name.eq_ignore_ascii_case("transport") && !value.eq_ignore_ascii_case("udp") {
-                return Err(bad("only transport=udp is supported by this client"));
-            }
-        }
+        let port = match parsed.port {
+            Some(0) => return Err(bad("port 0")),
+            Some(p) => p,
+            None => DEFAULT_SIP_PORT,
+        };
         Ok(SipTarget {
             request_uri: trimmed.to_string(),
-            user,
+            user: parsed.user,
             host: host.to_string(),
-            port: port.unwrap_or(DEFAULT_SIP_PORT),
+            port,
         })
     }
 
@@ -94,37 +85,6 @@ impl SipTarget {
             .copied()
             .ok_or_else(|| err("no address".to_string()))
     }
-}
-
-/// Splits `host[:port]` or `[v6][:port]`; `None` when the port is not a number in 1..=65535.
-fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
-    let (host, port) = if let Some(v6) = s.strip_prefix('[') {
-        let (host, after) = v6.split_once(']')?;
-        host.parse::<std::net::Ipv6Addr>().ok()?;
-        match after {
-            "" => (host, None),
-            p => (host, Some(p.strip_prefix(':')?)),
-        }
-    } else {
-        match s.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (s, None),
-        }
-    };
-    let port = match port {
-        None => None,
-        Some(p) => match p.parse::<u16>() {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => Some(n),
-        },
-    };
-    if !host.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && !host.contains(':')
-        && !host.is_empty()
-    {
-        return None;
-    }
-    Some((host, port))
 }
 
 #[cfg(test)]
