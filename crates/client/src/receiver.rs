@@ -90,7 +90,7 @@ impl ReceiverPool {
     ///
     /// With a non-zero `poll_interval` a thread reads its sockets at most once per interval:
     /// arrival times come from the kernel, so reading late costs no accuracy, and a socket
-    /// read every 40 ms yields two 20 ms packets per system call instead of one.
+    /// read every 100 ms yields five 20 ms packets per system call instead of one.
     pub fn start(
         threads: usize,
         slots: usize,
