@@ -70,6 +70,9 @@ impl UacShell {
             .set_nonblocking(true)
             .map_err(|e| ClientError::io("configuring the SIP socket", e))?;
         enable_icmp_errors(&std_sock, local_ip.is_ipv4());
+        // A bench ramp brings hundreds of responses per second; let bursts queue rather
+        // than drop (best effort: the kernel caps this at net.core.rmem_max).
+        set_int_opt(&std_sock, libc::SOL_SOCKET, libc::SO_RCVBUF, 4 << 20);
         let socket = UdpSocket::from_std(std_sock)
             .map_err(|e| ClientError::io("registering the SIP socket", e))?;
         let local = socket
@@ -306,20 +309,23 @@ fn warning_text(value: &str) -> Option<String> {
 
 /// Asks the kernel to report ICMP errors on this unconnected socket (`IP_RECVERR`).
 fn enable_icmp_errors(sock: &std::net::UdpSocket, v4: bool) {
-    use std::os::fd::AsRawFd;
-    let (level, name) = if v4 {
-        (libc::IPPROTO_IP, libc::IP_RECVERR)
+    if v4 {
+        set_int_opt(sock, libc::IPPROTO_IP, libc::IP_RECVERR, 1);
     } else {
-        (libc::IPPROTO_IPV6, libc::IPV6_RECVERR)
-    };
-    let on: libc::c_int = 1;
+        set_int_opt(sock, libc::IPPROTO_IPV6, libc::IPV6_RECVERR, 1);
+    }
+}
+
+/// Sets an integer socket option, best effort.
+fn set_int_opt(sock: &std::net::UdpSocket, level: i32, name: i32, value: libc::c_int) {
+    use std::os::fd::AsRawFd;
     // SAFETY: a c_int option passed by pointer with its size; the fd is open.
     unsafe {
         libc::setsockopt(
             sock.as_raw_fd(),
             level,
             name,
-            (&on as *const libc::c_int).cast(),
+            (&value as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         );
     }
