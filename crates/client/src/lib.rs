@@ -15,6 +15,21 @@
 //!   timestamps keep scheduler noise out of the spacing figures, and neither std nor tokio
 //!   expose them;
 //! - `/proc` parsing for CPU and memory figures: two fields of two files.
+//!
+//! Definitions used in the reports:
+//! - *expected* and *lost* follow RFC 3550 A.3 over the extended sequence range (restarts
+//!   and SSRC changes add up); *packets* counts duplicates, *lost* never goes negative;
+//! - *jitter* is the A.8 estimator at the end of the stream, kept in timestamp units as a
+//!   float (no 125 µs rounding);
+//! - *spacing error* is |arrival gap − ptime| between packets with consecutive sequence
+//!   numbers in arrival order (a loss does not count as a 20 ms error), from kernel receive
+//!   timestamps, leaving out the first [`SPACING_SKIP`] of each call (set-up transient);
+//! - the WAV places every packet at its RTP timestamp relative to the first one, so lost
+//!   packets are silence and never shift what follows.
+//!
+//! A bench call binds its RTP port and, when the open-files limit allows two descriptors
+//! per call, the RTCP port next to it (held, not read, so the server's RTCP is not
+//! answered with ICMP errors); below that limit only RTP is bound and the report says so.
 
 mod bench;
 mod call;
