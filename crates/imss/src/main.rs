@@ -10,7 +10,11 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "imss", version, about = "Open media streaming server for contact centres")]
+#[command(
+    name = "imss",
+    version,
+    about = "Open media streaming server for contact centres"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -97,7 +101,11 @@ fn main() -> Result<()> {
                 "{}: ok ({} live source{})",
                 file.display(),
                 config.external_audio.len(),
-                if config.external_audio.len() == 1 { "" } else { "s" }
+                if config.external_audio.len() == 1 {
+                    ""
+                } else {
+                    "s"
+                }
             );
             Ok(())
         }

@@ -22,7 +22,11 @@ fn check_config_accepts_the_contract_and_names_key_and_line() {
     )
     .expect("write");
     let out = imss().arg("check-config").arg(&good).output().expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[sip]\nport = 6060\n\n[rtp]\nptime_mss = 20\n").expect("write");
@@ -33,19 +37,32 @@ fn check_config_accepts_the_contract_and_names_key_and_line() {
 
     let range = dir.path().join("range.toml");
     std::fs::write(&range, "[rtp]\nport_min = 40000\nport_max = 30000\n").expect("write");
-    let out = imss().arg("check-config").arg(&range).output().expect("run");
+    let out = imss()
+        .arg("check-config")
+        .arg(&range)
+        .output()
+        .expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("rtp.port_max"));
 
-    let out = imss().arg("check-config").arg(dir.path().join("missing.toml")).output().expect("run");
+    let out = imss()
+        .arg("check-config")
+        .arg(dir.path().join("missing.toml"))
+        .output()
+        .expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
 }
 
 fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(3))).expect("timeout");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("write");
+    s.set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     out
@@ -74,7 +91,9 @@ fn embedded_defaults_serve_music_on_hold_on_a_fresh_start() {
     let start = Instant::now();
     let mut line = Vec::new();
     let mut b = [0u8; 1];
-    while start.elapsed() < Duration::from_secs(20) && stdout.read(&mut b).map(|n| n == 1).unwrap_or(false) {
+    while start.elapsed() < Duration::from_secs(20)
+        && stdout.read(&mut b).map(|n| n == 1).unwrap_or(false)
+    {
         if b[0] == b'\n' {
             break;
         }
@@ -100,5 +119,8 @@ fn embedded_defaults_serve_music_on_hold_on_a_fresh_start() {
     assert!(success, "call to the default moh failed: {out}\n{err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("json report");
     let packets = v["packets"].as_u64().unwrap_or(0);
-    assert!(packets >= 90, "2 s of music on hold is ~100 packets, got {packets}: {out}");
+    assert!(
+        packets >= 90,
+        "2 s of music on hold is ~100 packets, got {packets}: {out}"
+    );
 }

@@ -8,9 +8,17 @@ use std::process::Command;
 use std::time::Duration;
 use support::*;
 
-fn sipp(server: &Server, scenario: &str, service: &str, keys: &[(&str, &str)], extra: &[&str]) -> (bool, String) {
+fn sipp(
+    server: &Server,
+    scenario: &str,
+    service: &str,
+    keys: &[(&str, &str)],
+    extra: &[&str],
+) -> (bool, String) {
     let sipp = require("sipp", "sip-tester");
-    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp").join(scenario);
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sipp")
+        .join(scenario);
     let mut cmd = Command::new(sipp);
     cmd.current_dir(server.dir.path())
         .arg("-sf")
@@ -39,7 +47,11 @@ fn sipp(server: &Server, scenario: &str, service: &str, keys: &[(&str, &str)], e
 /// Plays `file` as an announcement to sipp, receives it with ffmpeg, returns the decoded audio.
 fn announce_and_receive(server: &Server, ruri_params: &str, codecs: &str) -> Vec<f32> {
     let rtp_port = free_rtp_port();
-    let first_pt: u8 = codecs.split(' ').next().and_then(|c| c.parse().ok()).expect("codec");
+    let first_pt: u8 = codecs
+        .split(' ')
+        .next()
+        .and_then(|c| c.parse().ok())
+        .expect("codec");
     let rx = FfmpegReceiver::start(server.dir.path(), rtp_port, first_pt);
     // Let ffmpeg open its socket before the first packet.
     std::thread::sleep(Duration::from_millis(700));
@@ -48,10 +60,18 @@ fn announce_and_receive(server: &Server, ruri_params: &str, codecs: &str) -> Vec
         server,
         "uac_until_bye.xml",
         "annc",
-        &[("ruri_params", ruri_params), ("rtp_port", &port), ("codecs", codecs)],
+        &[
+            ("ruri_params", ruri_params),
+            ("rtp_port", &port),
+            ("codecs", codecs),
+        ],
         &[],
     );
-    assert!(ok, "sipp call did not complete (server BYE expected):\n{log}\nserver log:\n{}", server.log());
+    assert!(
+        ok,
+        "sipp call did not complete (server BYE expected):\n{log}\nserver log:\n{}",
+        server.log()
+    );
     std::thread::sleep(Duration::from_millis(300));
     let out: PathBuf = rx.finish();
     let (rate, samples) = read_wav(&out);
@@ -61,11 +81,16 @@ fn announce_and_receive(server: &Server, ruri_params: &str, codecs: &str) -> Vec
 
 #[test]
 fn tone_announcement_is_faithful_in_content_and_time() {
-    let server = start_server("", |audio| write_wav(&audio.join("tone.wav"), 44_100, &tone(44_100, 3.0)));
+    let server = start_server("", |audio| {
+        write_wav(&audio.join("tone.wav"), 44_100, &tone(44_100, 3.0))
+    });
     let got = announce_and_receive(&server, ";play=tone.wav", "0 8");
     let reference = tone(8000, 3.0);
     let seconds = got.len() as f64 / 8000.0;
-    assert!((seconds - 3.0).abs() <= 0.03, "received {seconds:.3} s of a 3.000 s file");
+    assert!(
+        (seconds - 3.0).abs() <= 0.03,
+        "received {seconds:.3} s of a 3.000 s file"
+    );
     let (lag, snr) = snr_db(&reference, &got, 400, 400);
     assert!(snr >= 30.0, "1 kHz tone SNR {snr:.1} dB (lag {lag})");
 }
@@ -78,20 +103,32 @@ fn speech_like_announcement_over_pcma_from_44k1() {
     let got = announce_and_receive(&server, ";play=file:///speech.wav", "8 0");
     let reference = speech_like(8000, 3.0);
     let seconds = got.len() as f64 / 8000.0;
-    assert!((seconds - 3.0).abs() <= 0.03, "received {seconds:.3} s of a 3.000 s file");
+    assert!(
+        (seconds - 3.0).abs() <= 0.03,
+        "received {seconds:.3} s of a 3.000 s file"
+    );
     let (lag, snr) = snr_db(&reference, &got, 400, 400);
-    assert!(snr >= 30.0, "speech-like SNR {snr:.1} dB over A-law (lag {lag})");
+    assert!(
+        snr >= 30.0,
+        "speech-like SNR {snr:.1} dB over A-law (lag {lag})"
+    );
 }
 
 #[test]
 fn repeat_delay_and_duration_shape_the_announcement() {
-    let server = start_server("", |audio| write_wav(&audio.join("tone.wav"), 16_000, &tone(16_000, 1.0)));
+    let server = start_server("", |audio| {
+        write_wav(&audio.join("tone.wav"), 16_000, &tone(16_000, 1.0))
+    });
     // Two plays of 1 s with 500 ms of silence between: 2.5 s.
     let got = announce_and_receive(&server, ";play=tone.wav;repeat=2;delay=500", "0");
     let seconds = got.len() as f64 / 8000.0;
-    assert!((seconds - 2.5).abs() <= 0.025, "repeat=2;delay=500 lasted {seconds:.3} s");
+    assert!(
+        (seconds - 2.5).abs() <= 0.025,
+        "repeat=2;delay=500 lasted {seconds:.3} s"
+    );
     // The gap is silent, the plays are not.
-    let rms = |s: &[f32]| (s.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>() / s.len() as f64).sqrt();
+    let rms =
+        |s: &[f32]| (s.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>() / s.len() as f64).sqrt();
     assert!(rms(&got[1000..7000]) > 0.2, "first play is audible");
     assert!(rms(&got[8400..11600]) < 0.01, "the delay is silent");
     assert!(rms(&got[13000..19000]) > 0.2, "second play is audible");
@@ -99,7 +136,10 @@ fn repeat_delay_and_duration_shape_the_announcement() {
     // Forever, cut by duration=1200 ms.
     let got = announce_and_receive(&server, ";play=tone.wav;repeat=forever;duration=1200", "0");
     let seconds = got.len() as f64 / 8000.0;
-    assert!((seconds - 1.2).abs() <= 0.02, "duration=1200 lasted {seconds:.3} s");
+    assert!(
+        (seconds - 1.2).abs() <= 0.02,
+        "duration=1200 lasted {seconds:.3} s"
+    );
 }
 
 #[test]
@@ -109,7 +149,11 @@ fn two_music_on_hold_callers_hear_the_same_moment() {
         "[[external_audio]]\nname = \"moh\"\nkind = \"playlist\"\npath = \"moh\"\n",
         |audio| {
             std::fs::create_dir_all(audio.join("moh")).expect("mkdir");
-            write_wav(&audio.join("moh/speech.wav"), 16_000, &speech_like(16_000, 20.0));
+            write_wav(
+                &audio.join("moh/speech.wav"),
+                16_000,
+                &speech_like(16_000, 20.0),
+            );
         },
     );
     let ports = [free_rtp_port(), free_rtp_port()];
@@ -129,15 +173,41 @@ fn two_music_on_hold_callers_hear_the_same_moment() {
             std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_millis(700 * i as u64));
                 let sipp = require("sipp", "sip-tester");
-                let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/uac_hangs_up.xml");
+                let scenario =
+                    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/uac_hangs_up.xml");
                 let mut cmd = Command::new(sipp);
                 cmd.current_dir(&dir)
                     .arg("-sf")
                     .arg(scenario)
-                    .args(["-m", "1", "-l", "1", "-i", "127.0.0.1", "-nostdin", "-d", "3000"])
-                    .args(["-p", &free_udp_port().to_string(), "-mp", &free_rtp_port().to_string()])
+                    .args([
+                        "-m",
+                        "1",
+                        "-l",
+                        "1",
+                        "-i",
+                        "127.0.0.1",
+                        "-nostdin",
+                        "-d",
+                        "3000",
+                    ])
+                    .args([
+                        "-p",
+                        &free_udp_port().to_string(),
+                        "-mp",
+                        &free_rtp_port().to_string(),
+                    ])
                     .args(["-s", "moh", "-timeout", "30s", "-timeout_error"])
-                    .args(["-key", "ruri_params", "", "-key", "rtp_port", &port, "-key", "codecs", "0"])
+                    .args([
+                        "-key",
+                        "ruri_params",
+                        "",
+                        "-key",
+                        "rtp_port",
+                        &port,
+                        "-key",
+                        "codecs",
+                        "0",
+                    ])
                     .arg(sip.to_string());
                 let (status, out, err) = run_with_timeout(&mut cmd, Duration::from_secs(40));
                 assert!(status.success(), "moh caller {i} failed:\n{out}\n{err}");
@@ -151,7 +221,12 @@ fn two_music_on_hold_callers_hear_the_same_moment() {
     let files: Vec<PathBuf> = rxs.into_iter().map(FfmpegReceiver::finish).collect();
     let a = read_wav(&files[0]).1;
     let b = read_wav(&files[1]).1;
-    assert!(a.len() > 8000 * 2 && b.len() > 8000 * 2, "both callers got audio: {} / {}", a.len(), b.len());
+    assert!(
+        a.len() > 8000 * 2 && b.len() > 8000 * 2,
+        "both callers got audio: {} / {}",
+        a.len(),
+        b.len()
+    );
     // Caller b joined ~700 ms later: its first sample is a's sample ~5600. If both hear the same
     // moment, b matches a at that offset within one frame (160 samples) plus the join jitter.
     let window = &b[800..8000 * 2];
@@ -169,9 +244,16 @@ fn two_music_on_hold_callers_hear_the_same_moment() {
     }
     let norm = |s: &[f32]| s.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     let off = best.0;
-    let corr: f64 = window.iter().zip(&a[off..]).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum::<f64>()
+    let corr: f64 = window
+        .iter()
+        .zip(&a[off..])
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum::<f64>()
         / (norm(window) * norm(&a[off..off + window.len()]));
-    assert!(corr > 0.9, "callers hear the same audio (correlation {corr:.3})");
+    assert!(
+        corr > 0.9,
+        "callers hear the same audio (correlation {corr:.3})"
+    );
     let measured_join = (off as f64 - 800.0) / 8000.0;
     assert!(
         (measured_join - 0.7).abs() < 0.25,

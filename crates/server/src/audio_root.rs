@@ -32,13 +32,13 @@ pub fn resolve(root: &Path, uri: &str) -> Result<PathBuf, AudioPathError> {
     if path_part.is_empty() {
         return Err(AudioPathError::NotFound(uri.to_string()));
     }
-    let canonical_root = root
-        .canonicalize()
-        .map_err(|_| AudioPathError::NotFound(format!("{uri} (audio root {} is missing)", root.display())))?;
+    let canonical_root = root.canonicalize().map_err(|_| {
+        AudioPathError::NotFound(format!("{uri} (audio root {} is missing)", root.display()))
+    })?;
     let requested = Path::new(path_part);
-    let candidate = if requested.is_absolute() && requested.starts_with(&canonical_root) {
-        requested.to_path_buf()
-    } else if requested.is_absolute() && requested.starts_with(root) {
+    let candidate = if requested.is_absolute()
+        && (requested.starts_with(&canonical_root) || requested.starts_with(root))
+    {
         requested.to_path_buf()
     } else {
         let relative: PathBuf = requested
@@ -80,15 +80,33 @@ mod tests {
         let real_root = root.canonicalize().expect("canon");
 
         assert_eq!(resolve(&root, "moh/a.wav"), Ok(real_root.join("moh/a.wav")));
-        assert_eq!(resolve(&root, "/moh/a.wav"), Ok(real_root.join("moh/a.wav")));
-        assert_eq!(resolve(&root, "file:///moh/a.wav"), Ok(real_root.join("moh/a.wav")));
+        assert_eq!(
+            resolve(&root, "/moh/a.wav"),
+            Ok(real_root.join("moh/a.wav"))
+        );
+        assert_eq!(
+            resolve(&root, "file:///moh/a.wav"),
+            Ok(real_root.join("moh/a.wav"))
+        );
         let abs = format!("file://{}", real_root.join("moh/a.wav").display());
         assert_eq!(resolve(&root, &abs), Ok(real_root.join("moh/a.wav")));
 
-        assert!(matches!(resolve(&root, "../secret.wav"), Err(AudioPathError::Forbidden(_))));
-        assert!(matches!(resolve(&root, "moh/../../secret.wav"), Err(AudioPathError::Forbidden(_))));
-        assert!(matches!(resolve(&root, "missing.wav"), Err(AudioPathError::NotFound(_))));
-        assert!(matches!(resolve(&root, "moh"), Err(AudioPathError::NotFound(_))));
+        assert!(matches!(
+            resolve(&root, "../secret.wav"),
+            Err(AudioPathError::Forbidden(_))
+        ));
+        assert!(matches!(
+            resolve(&root, "moh/../../secret.wav"),
+            Err(AudioPathError::Forbidden(_))
+        ));
+        assert!(matches!(
+            resolve(&root, "missing.wav"),
+            Err(AudioPathError::NotFound(_))
+        ));
+        assert!(matches!(
+            resolve(&root, "moh"),
+            Err(AudioPathError::NotFound(_))
+        ));
         assert!(matches!(
             resolve(&root, "ftp://x/y.wav"),
             Err(AudioPathError::UnsupportedScheme(_))
@@ -98,7 +116,10 @@ mod tests {
         {
             std::os::unix::fs::symlink(dir.path().join("secret.wav"), root.join("link.wav"))
                 .expect("symlink");
-            assert!(matches!(resolve(&root, "link.wav"), Err(AudioPathError::Forbidden(_))));
+            assert!(matches!(
+                resolve(&root, "link.wav"),
+                Err(AudioPathError::Forbidden(_))
+            ));
         }
     }
 }

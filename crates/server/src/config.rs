@@ -363,7 +363,7 @@ impl Config {
             }
         }
         let rtp = &self.rtp;
-        if rtp.port_min < 1024 || rtp.port_min % 2 != 0 {
+        if rtp.port_min < 1024 || !rtp.port_min.is_multiple_of(2) {
             return Err(invalid(
                 "rtp.port_min",
                 format!("{} must be an even port ≥ 1024", rtp.port_min),

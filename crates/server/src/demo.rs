@@ -6,7 +6,9 @@ use std::path::Path;
 
 const RATE: u32 = 16_000;
 /// A slow C-major arpeggio with a bass note, MIDI note numbers, one per half second.
-const NOTES: [u8; 16] = [60, 64, 67, 72, 67, 64, 60, 64, 57, 60, 64, 69, 64, 60, 57, 60];
+const NOTES: [u8; 16] = [
+    60, 64, 67, 72, 67, 64, 60, 64, 57, 60, 64, 69, 64, 60, 57, 60,
+];
 
 /// Writes a 16 kHz, 16-bit mono WAV of about eight seconds of soft music to `path`.
 pub fn write_demo_music(path: &Path) -> std::io::Result<()> {
@@ -18,7 +20,8 @@ pub fn write_demo_music(path: &Path) -> std::io::Result<()> {
         for n in 0..note_len {
             let t = n as f64 / f64::from(RATE);
             // Soft attack and exponential decay: no clicks at note boundaries.
-            let env = (t / 0.02).min(1.0) * (-3.0 * t).exp() * (1.0 - n as f64 / note_len as f64).sqrt();
+            let env =
+                (t / 0.02).min(1.0) * (-3.0 * t).exp() * (1.0 - n as f64 / note_len as f64).sqrt();
             let v = 0.25 * env * ((2.0 * PI * f * t).sin() + 0.3 * (4.0 * PI * f * t).sin())
                 + 0.12 * (2.0 * PI * bass * t).sin() * (1.0 - n as f64 / note_len as f64).sqrt();
             samples.push((v.clamp(-1.0, 1.0) * 32767.0) as i16);

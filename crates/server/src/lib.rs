@@ -148,14 +148,13 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     })?;
 
     let http_bind = SocketAddr::new(config.http.bind, config.http.port);
-    let http_listener =
-        tokio::net::TcpListener::bind(http_bind)
-            .await
-            .map_err(|source| StartError::Bind {
-                what: "HTTP",
-                addr: http_bind,
-                source,
-            })?;
+    let http_listener = tokio::net::TcpListener::bind(http_bind)
+        .await
+        .map_err(|source| StartError::Bind {
+            what: "HTTP",
+            addr: http_bind,
+            source,
+        })?;
     let http = http_listener
         .local_addr()
         .map_err(|source| StartError::Bind {

@@ -37,7 +37,8 @@ impl LiveSources {
                 }
                 Err(e) => {
                     tracing::error!(source = %ext.name, error = %e, "live source failed to start");
-                    if let Ok(source) = LiveSource::spawn(&ext.name, fallback_spec(ext), clips.clone())
+                    if let Ok(source) =
+                        LiveSource::spawn(&ext.name, fallback_spec(ext), clips.clone())
                     {
                         by_name.insert(ext.name.to_ascii_lowercase(), source);
                     }

@@ -10,11 +10,9 @@ use crate::Shared;
 use crate::audio_root::{self, AudioPathError};
 use crate::target::{self, Target};
 use imss_media::{Clip, Law, PlayItem, Playout, Repeat};
-use imss_rtp::pacing::{NewStream, StreamEvent};
 use imss_rtp::PortPair;
-use imss_sip::endpoint::{
-    CallId, Endpoint, EndpointConfig, Event, Input, Transmit, Transport,
-};
+use imss_rtp::pacing::{NewStream, StreamEvent};
+use imss_sip::endpoint::{CallId, Endpoint, EndpointConfig, Event, Input, Transmit, Transport};
 use imss_sip::message::{self, Message};
 use imss_sip::sdp::{self, AnswerParams, Codec, Negotiated, SessionDescription};
 use std::collections::HashMap;
@@ -97,7 +95,11 @@ pub(crate) async fn run(
     let mut endpoint = Endpoint::new(EndpointConfig {
         contact_host,
         contact_port: udp_addr.port(),
-        user_agent: format!("imss/{} ({})", env!("CARGO_PKG_VERSION"), shared.config.general.name),
+        user_agent: format!(
+            "imss/{} ({})",
+            env!("CARGO_PKG_VERSION"),
+            shared.config.general.name
+        ),
     });
     endpoint.set_options_sdp(options_sdp(&shared));
     let (input_tx, mut input_rx) = mpsc::unbounded_channel();
@@ -180,7 +182,10 @@ fn spawn_connection(
             buf.extend_from_slice(&chunk[..n]);
             loop {
                 // RFC 3261 §7.5: CRLFs between messages (keep-alives) are ignored.
-                let skip = buf.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
+                let skip = buf
+                    .iter()
+                    .take_while(|b| **b == b'\r' || **b == b'\n')
+                    .count();
                 buf.drain(..skip);
                 if buf.is_empty() {
                     break;
@@ -188,7 +193,14 @@ fn spawn_connection(
                 match message::parse_stream_detailed(&buf) {
                     Ok(Some((message, used))) => {
                         buf.drain(..used);
-                        if tx.send(ShellInput::Tcp { conn, from, message }).is_err() {
+                        if tx
+                            .send(ShellInput::Tcp {
+                                conn,
+                                from,
+                                message,
+                            })
+                            .is_err()
+                        {
                             break 'read;
                         }
                     }
@@ -200,7 +212,11 @@ fn spawn_connection(
                     Err(malformed) => {
                         tracing::info!(peer = %from, error = %malformed.error, "malformed SIP over TCP");
                         let resync = malformed.consumed;
-                        let _ = tx.send(ShellInput::TcpMalformed { conn, from, malformed });
+                        let _ = tx.send(ShellInput::TcpMalformed {
+                            conn,
+                            from,
+                            malformed,
+                        });
                         match resync {
                             Some(n) => {
                                 buf.drain(..n.min(buf.len()));
@@ -383,10 +399,21 @@ impl Shell {
         }
     }
 
-    fn incoming_call(&mut self, now: Instant, call: CallId, request_uri: &str, offer: Option<String>) {
+    fn incoming_call(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        request_uri: &str,
+        offer: Option<String>,
+    ) {
         if self.calls.len() >= self.shared.config.sip.max_calls {
-            self.endpoint
-                .reject(now, call, 503, "Service Unavailable (call limit reached)", None);
+            self.endpoint.reject(
+                now,
+                call,
+                503,
+                "Service Unavailable (call limit reached)",
+                None,
+            );
             return;
         }
         let Some(offer) = offer else {
@@ -402,7 +429,8 @@ impl Shell {
         let target = match target::parse(request_uri) {
             Ok(t) => t,
             Err(e) => {
-                self.endpoint.reject(now, call, 400, &format!("Bad Request ({e})"), None);
+                self.endpoint
+                    .reject(now, call, 400, &format!("Bad Request ({e})"), None);
                 return;
             }
         };
@@ -472,9 +500,10 @@ impl Shell {
                             }
                         })
                         .and_then(|path| {
-                            shared.clips.get(&path).map_err(|e| {
-                                (415, format!("Unsupported Media Type ({e})"))
-                            })
+                            shared
+                                .clips
+                                .get(&path)
+                                .map_err(|e| (415, format!("Unsupported Media Type ({e})")))
                         });
                     let _ = tx.send(ShellInput::Resolved {
                         call,
@@ -492,8 +521,13 @@ impl Shell {
             Ok(s) => s,
             Err(e) => {
                 self.calls.remove(&call);
-                self.endpoint
-                    .reject(now, call, 400, &format!("Bad Request (malformed SDP: {e})"), None);
+                self.endpoint.reject(
+                    now,
+                    call,
+                    400,
+                    &format!("Bad Request (malformed SDP: {e})"),
+                    None,
+                );
                 return;
             }
         };
@@ -502,8 +536,13 @@ impl Shell {
             Err(e) => {
                 tracing::warn!(call_id = ?call, error = %e, "no RTP port");
                 self.calls.remove(&call);
-                self.endpoint
-                    .reject(now, call, 503, "Service Unavailable (no free RTP port)", None);
+                self.endpoint.reject(
+                    now,
+                    call,
+                    503,
+                    "Service Unavailable (no free RTP port)",
+                    None,
+                );
                 return;
             }
         };
@@ -558,18 +597,25 @@ impl Shell {
 
     fn re_invite(&mut self, now: Instant, call: CallId, offer: Option<String>) {
         let Some(c) = self.calls.get_mut(&call) else {
-            self.endpoint.reject(now, call, 481, "Call/Transaction Does Not Exist", None);
+            self.endpoint
+                .reject(now, call, 481, "Call/Transaction Does Not Exist", None);
             return;
         };
         let Some(offer) = offer.or_else(|| c.offer.clone()) else {
-            self.endpoint.reject(now, call, 488, "Not Acceptable Here (no SDP)", None);
+            self.endpoint
+                .reject(now, call, 488, "Not Acceptable Here (no SDP)", None);
             return;
         };
         let offer_sdp = match offer.parse::<SessionDescription>() {
             Ok(s) => s,
             Err(e) => {
-                self.endpoint
-                    .reject(now, call, 400, &format!("Bad Request (malformed SDP: {e})"), None);
+                self.endpoint.reject(
+                    now,
+                    call,
+                    400,
+                    &format!("Bad Request (malformed SDP: {e})"),
+                    None,
+                );
                 return;
             }
         };

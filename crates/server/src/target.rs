@@ -161,8 +161,10 @@ mod tests {
 
     #[test]
     fn announcement_with_all_parameters() {
-        let t = parse("sip:annc@127.0.0.1:6060;play=file:///greet%20ing.wav;repeat=3;delay=500;duration=9000")
-            .expect("parses");
+        let t = parse(
+            "sip:annc@127.0.0.1:6060;play=file:///greet%20ing.wav;repeat=3;delay=500;duration=9000",
+        )
+        .expect("parses");
         assert_eq!(
             t,
             Target::Announcement(Announcement {

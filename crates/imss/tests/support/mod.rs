@@ -17,7 +17,9 @@ pub fn require(program: &str, package: &str) -> PathBuf {
             return p;
         }
     }
-    panic!("{program} is required for this test: install the Debian package `{package}` (scripts/test does)");
+    panic!(
+        "{program} is required for this test: install the Debian package `{package}` (scripts/test does)"
+    );
 }
 
 /// A running `imss serve` with its temp directory; killed on drop.
@@ -72,7 +74,9 @@ pub fn free_rtp_port() -> u16 {
         if p < 1024 {
             continue;
         }
-        if UdpSocket::bind(("127.0.0.1", p)).is_ok() && UdpSocket::bind(("127.0.0.1", p + 1)).is_ok() {
+        if UdpSocket::bind(("127.0.0.1", p)).is_ok()
+            && UdpSocket::bind(("127.0.0.1", p + 1)).is_ok()
+        {
             return p;
         }
     }
@@ -145,9 +149,18 @@ pacing_threads = 1
     });
     let line = rx
         .recv_timeout(Duration::from_secs(30))
-        .unwrap_or_else(|_| panic!("imss did not report ready; stderr:\n{}", stderr.lock().map(|s| s.clone()).unwrap_or_default()));
+        .unwrap_or_else(|_| {
+            panic!(
+                "imss did not report ready; stderr:\n{}",
+                stderr.lock().map(|s| s.clone()).unwrap_or_default()
+            )
+        });
     let v: serde_json::Value = serde_json::from_str(&line).expect("ready line is JSON");
-    let sip: SocketAddr = v["sip_udp"].as_str().expect("sip_udp").parse().expect("addr");
+    let sip: SocketAddr = v["sip_udp"]
+        .as_str()
+        .expect("sip_udp")
+        .parse()
+        .expect("addr");
     let http: SocketAddr = v["http"].as_str().expect("http").parse().expect("addr");
     Server {
         child,
@@ -184,8 +197,8 @@ pub fn write_wav(path: &Path, rate: u32, samples: &[f32]) {
 
 /// Reads a 16-bit mono WAV as f32 and its rate.
 pub fn read_wav(path: &Path) -> (u32, Vec<f32>) {
-    let mut r = hound::WavReader::open(path)
-        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let mut r =
+        hound::WavReader::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
     let rate = r.spec().sample_rate;
     let samples = r
         .samples::<i16>()
@@ -198,7 +211,9 @@ pub fn read_wav(path: &Path) -> (u32, Vec<f32>) {
 pub fn tone(rate: u32, seconds: f64) -> Vec<f32> {
     let n = (seconds * f64::from(rate)) as usize;
     (0..n)
-        .map(|i| (0.5 * (2.0 * std::f64::consts::PI * 1000.0 * i as f64 / f64::from(rate)).sin()) as f32)
+        .map(|i| {
+            (0.5 * (2.0 * std::f64::consts::PI * 1000.0 * i as f64 / f64::from(rate)).sin()) as f32
+        })
         .collect()
 }
 
@@ -212,13 +227,15 @@ pub fn speech_like(rate: u32, seconds: f64) -> Vec<f32> {
         .map(|i| {
             let t = i as f64 / f64::from(rate);
             // f0(t) = 160 + 60 sin(2π·0.7 t); its phase is the integral.
-            let phase = two_pi * (160.0 * t - 60.0 / (two_pi * 0.7) * ((two_pi * 0.7 * t).cos() - 1.0));
+            let phase =
+                two_pi * (160.0 * t - 60.0 / (two_pi * 0.7) * ((two_pi * 0.7 * t).cos() - 1.0));
             let f0 = 160.0 + 60.0 * (two_pi * 0.7 * t).sin();
             let mut v = 0.0;
             let mut k = 1.0;
             while k * f0 < 3300.0 && k < 40.0 {
                 let f = k * f0;
-                let w = (-(f - 700.0).powi(2) / 2.0e5).exp() + 0.6 * (-(f - 1200.0).powi(2) / 3.0e5).exp()
+                let w = (-(f - 700.0).powi(2) / 2.0e5).exp()
+                    + 0.6 * (-(f - 1200.0).powi(2) / 3.0e5).exp()
                     + 0.3 * (-(f - 2500.0).powi(2) / 4.0e5).exp();
                 v += w * (k * phase).sin();
                 k += 1.0;
@@ -253,10 +270,15 @@ pub fn snr_db(reference: &[f32], got: &[f32], max_lag: usize, trim: usize) -> (i
         .enumerate()
         .filter_map(|(i, r)| {
             let j = i as isize + lag;
-            (j >= 0 && (j as usize) < got.len()).then(|| (f64::from(*r), f64::from(got[j as usize])))
+            (j >= 0 && (j as usize) < got.len())
+                .then(|| (f64::from(*r), f64::from(got[j as usize])))
         })
         .collect();
-    assert!(pairs.len() > 2 * trim + 800, "too little overlap: {}", pairs.len());
+    assert!(
+        pairs.len() > 2 * trim + 800,
+        "too little overlap: {}",
+        pairs.len()
+    );
     let pairs = &pairs[trim..pairs.len() - trim];
     let rg: f64 = pairs.iter().map(|(r, g)| r * g).sum();
     let gg: f64 = pairs.iter().map(|(_, g)| g * g).sum();
@@ -267,7 +289,10 @@ pub fn snr_db(reference: &[f32], got: &[f32], max_lag: usize, trim: usize) -> (i
 }
 
 /// Runs a command with a deadline; returns (status, stdout, stderr).
-pub fn run_with_timeout(cmd: &mut Command, limit: Duration) -> (std::process::ExitStatus, String, String) {
+pub fn run_with_timeout(
+    cmd: &mut Command,
+    limit: Duration,
+) -> (std::process::ExitStatus, String, String) {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -292,14 +317,18 @@ pub fn run_with_timeout(cmd: &mut Command, limit: Duration) -> (std::process::Ex
         }
         if start.elapsed() > limit {
             let _ = child.kill();
-            let s = child.wait().expect("wait");
+            let _ = child.wait();
             let o = t_out.join().unwrap_or_default();
             let e = t_err.join().unwrap_or_default();
             panic!("{cmd:?} ran past {limit:?}\nstdout:\n{o}\nstderr:\n{e}");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    (status, t_out.join().unwrap_or_default(), t_err.join().unwrap_or_default())
+    (
+        status,
+        t_out.join().unwrap_or_default(),
+        t_err.join().unwrap_or_default(),
+    )
 }
 
 /// An ffmpeg process receiving PCMU/PCMA RTP on `port` (SDP file) and writing `out` as WAV.
@@ -322,7 +351,16 @@ impl FfmpegReceiver {
         .expect("write sdp");
         let out = dir.join(format!("recv-{port}.wav"));
         let child = Command::new(ffmpeg)
-            .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-protocol_whitelist", "file,udp,rtp", "-i"])
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-nostdin",
+                "-y",
+                "-protocol_whitelist",
+                "file,udp,rtp",
+                "-i",
+            ])
             .arg(&sdp)
             .args(["-ar", "8000", "-ac", "1", "-c:a", "pcm_s16le"])
             .arg(&out)
