@@ -213,12 +213,18 @@ impl JitterEstimator {
     }
 }
 
-/// Width of a histogram bucket, in nanoseconds (10 µs).
+/// Width of a fine histogram bucket, in nanoseconds (10 µs).
 pub const BUCKET_NS: u64 = 10_000;
-/// Buckets: 10 µs each up to 100 ms; larger values go to the last (overflow) bucket.
+/// Fine buckets: 10 µs each up to 100 ms.
 pub const BUCKETS: usize = 10_000;
+/// Width of a coarse bucket, in nanoseconds (1 ms), for 100 ms up to 2 s.
+pub const COARSE_BUCKET_NS: u64 = 1_000_000;
+/// Coarse buckets: 1 ms each from 100 ms to 2 s; larger values go to one overflow bucket.
+pub const COARSE_BUCKETS: usize = 1_900;
+const FINE_LIMIT_NS: u64 = BUCKET_NS * BUCKETS as u64;
 
-/// Fixed-bucket histogram of non-negative durations (10 µs buckets up to 100 ms).
+/// Fixed-bucket histogram of non-negative durations: 10 µs buckets up to 100 ms, then 1 ms
+/// buckets up to 2 s, then one overflow bucket.
 ///
 /// Percentiles report the upper edge of the bucket holding the rank, capped at the exact
 /// maximum, so they err on the pessimistic side by at most one bucket.
@@ -237,20 +243,39 @@ impl Default for SpacingHistogram {
 }
 
 impl SpacingHistogram {
-    /// An empty histogram (allocates its 10,000 buckets once).
+    /// An empty histogram (allocates its ~12,000 buckets once).
     pub fn new() -> SpacingHistogram {
         SpacingHistogram {
-            buckets: vec![0u64; BUCKETS + 1].into_boxed_slice(),
+            buckets: vec![0u64; BUCKETS + COARSE_BUCKETS + 1].into_boxed_slice(),
             count: 0,
             sum_ns: 0,
             max_ns: 0,
         }
     }
 
+    fn index(ns: u64) -> usize {
+        if ns < FINE_LIMIT_NS {
+            (ns / BUCKET_NS) as usize
+        } else {
+            let coarse = (ns - FINE_LIMIT_NS) / COARSE_BUCKET_NS;
+            BUCKETS + usize::try_from(coarse).map_or(COARSE_BUCKETS, |c| c.min(COARSE_BUCKETS))
+        }
+    }
+
+    /// The exclusive upper edge of bucket `i`, in ns (`u64::MAX` for the overflow bucket).
+    fn upper_edge(i: usize) -> u64 {
+        if i < BUCKETS {
+            (i as u64 + 1) * BUCKET_NS
+        } else if i < BUCKETS + COARSE_BUCKETS {
+            FINE_LIMIT_NS + ((i - BUCKETS) as u64 + 1) * COARSE_BUCKET_NS
+        } else {
+            u64::MAX
+        }
+    }
+
     /// Records one value.
     pub fn record(&mut self, ns: u64) {
-        let i = usize::try_from(ns / BUCKET_NS).map_or(BUCKETS, |i| i.min(BUCKETS));
-        self.buckets[i] += 1;
+        self.buckets[Self::index(ns)] += 1;
         self.count += 1;
         self.sum_ns += u128::from(ns);
         self.max_ns = self.max_ns.max(ns);
@@ -295,10 +320,7 @@ impl SpacingHistogram {
         for (i, n) in self.buckets.iter().enumerate() {
             seen += n;
             if seen >= rank {
-                if i == BUCKETS {
-                    return self.max_ns;
-                }
-                return ((i as u64 + 1) * BUCKET_NS).min(self.max_ns);
+                return Self::upper_edge(i).min(self.max_ns);
             }
         }
         self.max_ns
@@ -592,7 +614,7 @@ mod tests {
     fn histogram_percentiles() {
         let mut h = SpacingHistogram::new();
         assert_eq!(h.percentile_ns(50.0), 0);
-        // 98 values of 5 µs, one of 1.234 ms, one of 250 ms (overflow).
+        // 98 values of 5 µs, one of 1.234 ms, one of 250 ms (coarse range).
         for _ in 0..98 {
             h.record(5_000);
         }
@@ -614,6 +636,33 @@ mod tests {
         assert_eq!(h.percentile_ns(49.0), 10_000);
         let s = h.summary_ms();
         assert!((s.max_ms - 250.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn coarse_and_overflow_ranges() {
+        let mut h = SpacingHistogram::new();
+        for _ in 0..90 {
+            h.record(20_000_000);
+        }
+        for i in 0..9u64 {
+            h.record(300_000_000 + i * 100_000); // 300.0 .. 300.8 ms: one 1 ms bucket
+        }
+        h.record(5_000_000_000); // 5 s: overflow
+        assert_eq!(h.percentile_ns(90.0), 20_010_000);
+        assert_eq!(h.percentile_ns(99.0), 301_000_000); // upper edge of [300, 301) ms
+        assert_eq!(h.percentile_ns(100.0), 5_000_000_000);
+        // The boundaries of the tiers.
+        assert_eq!(SpacingHistogram::index(99_999_999), BUCKETS - 1);
+        assert_eq!(SpacingHistogram::index(100_000_000), BUCKETS);
+        assert_eq!(
+            SpacingHistogram::index(1_999_999_999),
+            BUCKETS + COARSE_BUCKETS - 1
+        );
+        assert_eq!(
+            SpacingHistogram::index(2_000_000_000),
+            BUCKETS + COARSE_BUCKETS
+        );
+        assert_eq!(SpacingHistogram::index(u64::MAX), BUCKETS + COARSE_BUCKETS);
     }
 
     #[test]
