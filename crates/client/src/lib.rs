@@ -43,7 +43,10 @@ mod sip_shell;
 pub mod stats;
 pub mod target;
 
-pub use bench::{BenchOptions, BenchReport, CallFailure, run_bench};
+pub use bench::{
+    BenchOptions, BenchReport, CallFailure, CpuFigures, LatencySummary, raise_open_files_limit,
+    run_bench,
+};
 pub use call::{CallOptions, CallReport, place_call};
 pub use error::ClientError;
 pub use target::SipTarget;
