@@ -395,3 +395,24 @@ impl Drop for FfmpegReceiver {
         let _ = self.child.wait();
     }
 }
+
+/// A SIP request with a well-formed header set; `extra` headers and `body` as given.
+pub fn request(
+    method: &str,
+    uri: &str,
+    local: SocketAddr,
+    extra: &str,
+    body: &str,
+    tag: &str,
+) -> String {
+    format!(
+        "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-{tag}\r\nFrom: <sip:t@{local}>;tag={tag}\r\nTo: <{uri}>\r\nCall-ID: {tag}@test\r\nCSeq: 1 {method}\r\nMax-Forwards: 70\r\nContact: <sip:t@{local}>\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+pub fn offer(port: u16, pts: &str) -> String {
+    format!(
+        "v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP {pts}\r\na=recvonly\r\n"
+    )
+}
