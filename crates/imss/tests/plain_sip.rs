@@ -260,3 +260,17 @@ fn two_music_on_hold_callers_hear_the_same_moment() {
         "b's audio lines up with a's at {measured_join:.3} s; it joined ~0.7 s later"
     );
 }
+
+#[test]
+fn announcement_over_tcp_ends_with_server_bye_on_the_same_connection() {
+    let server = start_server("", |audio| write_wav(&audio.join("short.wav"), 8000, &tone(8000, 1.0)));
+    let port = free_rtp_port().to_string();
+    let (ok, log) = sipp(
+        &server,
+        "uac_until_bye.xml",
+        "annc",
+        &[("ruri_params", ";play=short.wav"), ("rtp_port", &port), ("codecs", "0")],
+        &["-t", "t1"],
+    );
+    assert!(ok, "sipp over TCP did not complete:\n{log}\nserver log:\n{}", server.log());
+}
