@@ -10,13 +10,14 @@ use crate::procstat::{self, CpuSample};
 use crate::receiver::{ReceiverPool, StreamSpec};
 use crate::sdp_offer;
 use crate::sip_shell::{Step, UacShell};
-use crate::stats::{SpacingSummary, ns_to_ms};
+use crate::stats::{SpacingSummary, SteadyWindow, ns_to_ms};
 use crate::{ClientError, Codec, SPACING_SKIP, SipTarget, net};
 use imss_sip::uac::UacEvent;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, UdpSocket};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A call with no final answer by then has failed ("timeout"); Timer B is 32 s.
@@ -33,6 +34,14 @@ const BENCH_PTIME_MS: u32 = 20;
 /// system call: 2.2 µs of CPU per packet against 7 µs when reading each as it comes, at 2,000
 /// streams); arrival times come from the kernel, so accuracy does not suffer.
 const RECEIVE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The receivers' read interval: `IMSS_BENCH_POLL_MS` overrides the default.
+fn receive_interval() -> Duration {
+    std::env::var("IMSS_BENCH_POLL_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(RECEIVE_INTERVAL, Duration::from_millis)
+}
 /// File descriptors kept free for the runtime, the SIP socket and /proc reads.
 const FD_RESERVE: u64 = 64;
 
@@ -132,6 +141,9 @@ pub struct BenchReport {
     /// |arrival gap − ptime| over all consecutive packet pairs of all calls (kernel
     /// timestamps, 10 µs histogram buckets).
     pub spacing: SpacingSummary,
+    /// The same over the steady window only: every call up, none hung up yet (no set-up or
+    /// teardown traffic on the machine).
+    pub steady_spacing: SpacingSummary,
     /// The start of each call left out of the spacing figures (set-up transient), ms.
     pub spacing_skip_ms: u64,
     /// Mean of the calls' final RFC 3550 jitter, ms.
@@ -202,6 +214,15 @@ impl fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
+            "steady      p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms over {} pairs \
+             (spacing while every call was up and none had hung up)",
+            self.steady_spacing.p50_ms,
+            self.steady_spacing.p99_ms,
+            self.steady_spacing.max_ms,
+            self.steady_spacing.samples,
+        )?;
+        writeln!(
+            f,
             "jitter      mean {:.3} ms, max {:.3} ms (RFC 3550, per call)",
             self.jitter_mean_ms, self.jitter_max_ms
         )?;
@@ -266,8 +287,15 @@ pub async fn run_bench(opts: &BenchOptions) -> Result<BenchReport, ClientError> 
     let target = SipTarget::parse(&opts.uri)?;
     let server = target.resolve(opts.local_ip.is_ipv4()).await?;
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(2));
-    let pool = ReceiverPool::start(threads, opts.calls, SPACING_SKIP, RECEIVE_INTERVAL)
-        .map_err(|e| ClientError::io("starting the RTP receivers", e))?;
+    let window = Arc::new(SteadyWindow::default());
+    let pool = ReceiverPool::start(
+        threads,
+        opts.calls,
+        SPACING_SKIP,
+        receive_interval(),
+        window.clone(),
+    )
+    .map_err(|e| ClientError::io("starting the RTP receivers", e))?;
     let mut shell = UacShell::bind(opts.local_ip, server).await?;
 
     let t0 = Instant::now();
@@ -345,6 +373,7 @@ pub async fn run_bench(opts: &BenchOptions) -> Result<BenchReport, ClientError> 
             if let Phase::Up { call_id } = &calls[i].phase {
                 let call_id = call_id.clone();
                 if steady_end.is_none() {
+                    window.close_now();
                     steady_end = Some((
                         now,
                         cpu_pair(opts.server_pid),
@@ -392,6 +421,7 @@ pub async fn run_bench(opts: &BenchOptions) -> Result<BenchReport, ClientError> 
             }
         }
         if steady_start.is_none() && settled == opts.calls {
+            window.open_now();
             steady_start = Some((Instant::now(), up, cpu_pair(opts.server_pid)));
         }
 
@@ -491,6 +521,7 @@ pub async fn run_bench(opts: &BenchOptions) -> Result<BenchReport, ClientError> 
                 if let Phase::Up { call_id } = &calls[i].phase {
                     let call_id = call_id.clone();
                     if steady_end.is_none() {
+                        window.close_now();
                         steady_end = Some((
                             ev.at,
                             cpu_pair(opts.server_pid),
@@ -642,6 +673,7 @@ pub async fn run_bench(opts: &BenchOptions) -> Result<BenchReport, ClientError> 
         duplicates: dup,
         reordered: reord,
         spacing: out.spacing.summary_ms(),
+        steady_spacing: out.steady_spacing.summary_ms(),
         spacing_skip_ms: SPACING_SKIP.as_millis() as u64,
         jitter_mean_ms,
         jitter_max_ms,

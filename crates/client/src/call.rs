@@ -4,13 +4,14 @@ use crate::capture::AudioCapture;
 use crate::receiver::{ReceiverPool, StreamSpec};
 use crate::sdp_offer::{self, Answer};
 use crate::sip_shell::{Step, UacShell};
-use crate::stats::{SpacingSummary, StreamSummary};
+use crate::stats::{SpacingSummary, SteadyWindow, StreamSummary};
 use crate::{ClientError, Codec, SPACING_SKIP, SipTarget, net};
 use imss_sip::uac::UacEvent;
 use serde::Serialize;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Without any response to the INVITE by then, the server is taken as not responding
@@ -83,6 +84,9 @@ pub struct CallReport {
     pub ended_by_server: bool,
     /// Times the stream's SSRC changed.
     pub ssrc_changes: u32,
+    /// Kernel arrival time of the first RTP packet, ms since the Unix epoch: lines up the
+    /// audio of several calls in wall-clock time.
+    pub first_packet_unix_ms: Option<f64>,
     /// The WAV file written, if any.
     pub wav: Option<PathBuf>,
 }
@@ -153,8 +157,14 @@ pub async fn place_call(opts: &CallOptions) -> Result<CallReport, ClientError> {
         opts.ptime_ms,
         rand::random::<u32>().into(),
     );
-    let pool = ReceiverPool::start(1, 1, SPACING_SKIP, Duration::ZERO)
-        .map_err(|e| ClientError::io("starting the RTP receiver", e))?;
+    let pool = ReceiverPool::start(
+        1,
+        1,
+        SPACING_SKIP,
+        Duration::ZERO,
+        Arc::new(SteadyWindow::default()),
+    )
+    .map_err(|e| ClientError::io("starting the RTP receiver", e))?;
     let mut shell = UacShell::bind(opts.local_ip, server).await?;
     let invite_at = Instant::now();
     let call_id = shell.start_call(&target.request_uri, offer).await;
@@ -311,6 +321,7 @@ pub async fn place_call(opts: &CallOptions) -> Result<CallReport, ClientError> {
         call_seconds,
         ended_by_server,
         ssrc_changes: summary.ssrc_changes,
+        first_packet_unix_ms: summary.first_arrival_ns.map(|ns| ns as f64 / 1e6),
         wav,
     })
 }

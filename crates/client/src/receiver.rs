@@ -8,12 +8,15 @@
 
 use crate::capture::AudioCapture;
 use crate::net::RecvBatch;
-use crate::stats::{Arrival, SpacingHistogram, StreamStats, StreamSummary, Verdict};
+use crate::stats::{
+    Arrival, SpacingHistogram, SplitSpacing, SteadyWindow, StreamStats, StreamSummary, Verdict,
+};
 use imss_media::Law;
 use imss_rtp::RtpHeader;
 use std::io;
 use std::net::UdpSocket;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -61,6 +64,8 @@ pub struct PoolOutput {
     pub streams: Vec<Option<StreamResult>>,
     /// Spacing errors of all streams, merged across threads.
     pub spacing: SpacingHistogram,
+    /// The same, for packets that arrived inside the steady window only.
+    pub steady_spacing: SpacingHistogram,
 }
 
 enum Command {
@@ -75,7 +80,7 @@ struct Worker {
 
 struct WorkerOutput {
     slots: Vec<Option<StreamResult>>,
-    spacing: SpacingHistogram,
+    spacing: SplitSpacing,
 }
 
 /// A set of receiver threads sharing the streams of a call or a bench run.
@@ -96,6 +101,7 @@ impl ReceiverPool {
         slots: usize,
         skip_spacing: Duration,
         poll_interval: Duration,
+        window: Arc<SteadyWindow>,
     ) -> io::Result<ReceiverPool> {
         let threads = threads.clamp(1, slots.max(1));
         let per_thread = slots.div_ceil(threads);
@@ -110,6 +116,7 @@ impl ReceiverPool {
             }
             // SAFETY: `raw` is a fresh fd that nothing else owns.
             let epfd = unsafe { OwnedFd::from_raw_fd(raw) };
+            let window = window.clone();
             let join = std::thread::Builder::new()
                 .name(format!("rtp-rx-{t}"))
                 .spawn(move || {
@@ -119,6 +126,7 @@ impl ReceiverPool {
                         per_thread,
                         skip_ns,
                         poll_interval,
+                        window,
                         rx,
                     )
                 })?;
@@ -158,12 +166,14 @@ impl ReceiverPool {
         let threads = self.workers.len();
         let mut streams: Vec<Option<StreamResult>> = (0..self.slots).map(|_| None).collect();
         let mut spacing = SpacingHistogram::new();
+        let mut steady_spacing = SpacingHistogram::new();
         let mut first_err = None;
         for (t, w) in self.workers.into_iter().enumerate() {
             drop(w.commands);
             match w.join.join() {
                 Ok(Ok(out)) => {
-                    spacing.merge(&out.spacing);
+                    spacing.merge(&out.spacing.all);
+                    steady_spacing.merge(&out.spacing.steady);
                     for (local, r) in out.slots.into_iter().enumerate() {
                         let slot = local * threads + t;
                         if slot < streams.len() {
@@ -179,7 +189,11 @@ impl ReceiverPool {
         }
         match first_err {
             Some(e) => Err(e),
-            None => Ok(PoolOutput { streams, spacing }),
+            None => Ok(PoolOutput {
+                streams,
+                spacing,
+                steady_spacing,
+            }),
         }
     }
 }
@@ -209,10 +223,11 @@ fn worker_loop(
     per_thread: usize,
     skip_ns: u64,
     poll_interval: Duration,
+    window: Arc<SteadyWindow>,
     commands: mpsc::Receiver<Command>,
 ) -> io::Result<WorkerOutput> {
     let mut slots: Vec<Option<Slot>> = (0..per_thread).map(|_| None).collect();
-    let mut spacing = SpacingHistogram::new();
+    let mut spacing = SplitSpacing::new(window);
     let mut batch = RecvBatch::new(BATCH);
     // SAFETY: epoll_event is plain old data.
     let mut events: Vec<libc::epoll_event> = vec![unsafe { std::mem::zeroed() }; EVENTS];
@@ -324,7 +339,7 @@ fn unregister(epfd: i32, s: &mut Slot) {
 
 /// Reads what is waiting on the slot's socket (bounded, so one busy socket cannot starve
 /// the others) and accounts for every packet.
-fn drain(s: &mut Slot, batch: &mut RecvBatch, spacing: &mut SpacingHistogram) {
+fn drain(s: &mut Slot, batch: &mut RecvBatch, spacing: &mut SplitSpacing) {
     let Some(sock) = s.socket.as_ref() else {
         return;
     };
@@ -348,7 +363,7 @@ fn drain(s: &mut Slot, batch: &mut RecvBatch, spacing: &mut SpacingHistogram) {
     }
 }
 
-fn account(s: &mut Slot, data: &[u8], arrival_ns: i64, spacing: &mut SpacingHistogram) {
+fn account(s: &mut Slot, data: &[u8], arrival_ns: i64, spacing: &mut SplitSpacing) {
     let Ok(h) = RtpHeader::parse(data) else {
         return;
     };

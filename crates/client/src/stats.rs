@@ -6,6 +6,8 @@
 //! thread and merged across threads at the end.
 
 use serde::Serialize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 /// RTP clock rate of G.711, in Hz.
 const CLOCK_HZ: f64 = 8000.0;
@@ -226,6 +228,87 @@ const FINE_LIMIT_NS: u64 = BUCKET_NS * BUCKETS as u64;
 /// Fixed-bucket histogram of non-negative durations: 10 µs buckets up to 100 ms, then 1 ms
 /// buckets up to 2 s, then one overflow bucket.
 ///
+/// Where spacing errors go: one histogram, or several split by arrival time.
+pub trait SpacingSink {
+    /// Records the spacing error `error_ns` of a packet that arrived at `arrival_ns`
+    /// (CLOCK_REALTIME, ns).
+    fn record_at(&mut self, arrival_ns: i64, error_ns: u64);
+}
+
+impl SpacingSink for SpacingHistogram {
+    fn record_at(&mut self, _arrival_ns: i64, error_ns: u64) {
+        self.record(error_ns);
+    }
+}
+
+/// The steady state of a load run: every call up, none hung up yet. Published by the bench
+/// as wall-clock nanoseconds and read by the receiver threads without locks.
+#[derive(Debug)]
+pub struct SteadyWindow {
+    start_ns: AtomicI64,
+    end_ns: AtomicI64,
+}
+
+impl Default for SteadyWindow {
+    fn default() -> Self {
+        SteadyWindow {
+            start_ns: AtomicI64::new(i64::MAX),
+            end_ns: AtomicI64::new(i64::MAX),
+        }
+    }
+}
+
+impl SteadyWindow {
+    /// Marks now as the start of the steady state.
+    pub fn open_now(&self) {
+        self.start_ns.store(realtime_ns(), Ordering::Release);
+    }
+    /// Marks now as its end.
+    pub fn close_now(&self) {
+        self.end_ns.store(realtime_ns(), Ordering::Release);
+    }
+    /// Whether a packet that arrived at `ns` falls inside the window.
+    pub fn contains(&self, ns: i64) -> bool {
+        ns >= self.start_ns.load(Ordering::Acquire) && ns < self.end_ns.load(Ordering::Acquire)
+    }
+}
+
+fn realtime_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// Spacing errors of the whole run and of its steady window.
+#[derive(Debug)]
+pub struct SplitSpacing {
+    /// Every packet.
+    pub all: SpacingHistogram,
+    /// Packets that arrived inside the steady window.
+    pub steady: SpacingHistogram,
+    window: Arc<SteadyWindow>,
+}
+
+impl SplitSpacing {
+    /// Empty histograms split by `window`.
+    pub fn new(window: Arc<SteadyWindow>) -> Self {
+        SplitSpacing {
+            all: SpacingHistogram::new(),
+            steady: SpacingHistogram::new(),
+            window,
+        }
+    }
+}
+
+impl SpacingSink for SplitSpacing {
+    fn record_at(&mut self, arrival_ns: i64, error_ns: u64) {
+        self.all.record(error_ns);
+        if self.window.contains(arrival_ns) {
+            self.steady.record(error_ns);
+        }
+    }
+}
+
 /// Percentiles report the upper edge of the bucket holding the rank, capped at the exact
 /// maximum, so they err on the pessimistic side by at most one bucket.
 #[derive(Clone, Debug)]
@@ -419,7 +502,7 @@ impl StreamStats {
     }
 
     /// Accounts for one RTP packet and records its spacing error into `spacing`.
-    pub fn on_packet(&mut self, p: Arrival, spacing: &mut SpacingHistogram) -> Verdict {
+    pub fn on_packet(&mut self, p: Arrival, spacing: &mut impl SpacingSink) -> Verdict {
         let Arrival {
             ssrc,
             seq,
@@ -450,7 +533,7 @@ impl StreamStats {
             && arrival_ns - first >= self.skip_spacing_ns
         {
             let gap = arrival_ns.saturating_sub(last_ns).max(0) as u64;
-            spacing.record(gap.abs_diff(self.ptime_ns));
+            spacing.record_at(arrival_ns, gap.abs_diff(self.ptime_ns));
         }
         self.last_arrival = Some((arrival_ns, seq));
         if matches!(class, SeqClass::Duplicate) {

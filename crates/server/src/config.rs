@@ -120,6 +120,12 @@ pub struct Rtp {
     pub ptime_ms: u32,
     /// Pacing threads; 0 means one per core.
     pub pacing_threads: usize,
+    /// Run the pacing threads in the SCHED_FIFO real-time class at this priority (1–99) so
+    /// other work on the machine cannot delay a packet. Needs CAP_SYS_NICE; refused, the
+    /// threads keep normal scheduling and one warning is logged. Absent: normal scheduling.
+    pub realtime_priority: Option<u8>,
+    /// Pin pacing thread i to CPU i.
+    pub pin_cpus: bool,
 }
 
 impl Default for Rtp {
@@ -131,6 +137,8 @@ impl Default for Rtp {
             port_max: 32767,
             ptime_ms: 20,
             pacing_threads: 0,
+            realtime_priority: None,
+            pin_cpus: false,
         }
     }
 }
@@ -382,6 +390,14 @@ impl Config {
             return Err(invalid(
                 "rtp.ptime_ms",
                 format!("{} ms is outside 10–60 ms", rtp.ptime_ms),
+            ));
+        }
+        if let Some(p) = rtp.realtime_priority
+            && !(1..=99).contains(&p)
+        {
+            return Err(invalid(
+                "rtp.realtime_priority",
+                format!("{p} is outside 1–99"),
             ));
         }
         let mut names = std::collections::HashSet::new();

@@ -20,7 +20,7 @@ pub use demo::write_demo_music;
 
 use imss_media::ClipCache;
 use imss_rtp::PortAllocator;
-use imss_rtp::pacing::Pacer;
+use imss_rtp::pacing::{Pacer, PacerConfig};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -103,13 +103,12 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let sources = live::LiveSources::start(&config, &clips);
 
     let (pacer_tx, pacer_rx) = tokio::sync::mpsc::unbounded_channel();
-    let threads = if config.rtp.pacing_threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        config.rtp.pacing_threads
-    };
-    let pacer = Pacer::start(
-        threads,
+    let pacer = Pacer::start_with(
+        PacerConfig {
+            threads: config.rtp.pacing_threads,
+            realtime_priority: config.rtp.realtime_priority,
+            pin_cpus: config.rtp.pin_cpus,
+        },
         Arc::new(move |ev| {
             let _ = pacer_tx.send(ev);
         }),
