@@ -253,7 +253,8 @@ fn malformed_sip_gets_specific_errors_while_a_call_keeps_its_audio() {
     let (_, audio) = read_wav(&rx.finish());
     let seconds = audio.len() as f64 / 8000.0;
     assert!(
-        seconds >= held.as_secs_f64() - 0.3,
+        // ffmpeg keeps up to a few hundred ms in its RTP reorder queue when stopped.
+        seconds >= held.as_secs_f64() - 0.6,
         "held call kept its audio: {seconds:.2} s of {held:?}"
     );
     // Every 100 ms window carries the tone: no silent gap while the junk arrived.

@@ -216,7 +216,10 @@ fn two_music_on_hold_callers_hear_the_same_moment() {
         "callers hear the same audio (correlation {corr:.3})"
     );
     let lag = best.0 - expected;
-    eprintln!("moh alignment: expected offset {expected}, measured {}, correlation {corr:.3}", best.0);
+    eprintln!(
+        "moh alignment: expected offset {expected}, measured {}, correlation {corr:.3}",
+        best.0
+    );
     assert!(
         lag.abs() <= 160,
         "b is {lag} samples off a at the same wall-clock moment (more than one 20 ms frame); \
