@@ -228,6 +228,7 @@ fn worker_loop(
 ) -> io::Result<WorkerOutput> {
     let mut slots: Vec<Option<Slot>> = (0..per_thread).map(|_| None).collect();
     let mut spacing = SplitSpacing::new(window);
+    let paced = !poll_interval.is_zero();
     let mut batch = RecvBatch::new(BATCH);
     // SAFETY: epoll_event is plain old data.
     let mut events: Vec<libc::epoll_event> = vec![unsafe { std::mem::zeroed() }; EVENTS];
@@ -250,16 +251,21 @@ fn worker_loop(
                         capture,
                         ..
                     } = *spec;
-                    let mut ev = libc::epoll_event {
-                        events: libc::EPOLLIN as u32,
-                        u64: local as u64,
-                    };
-                    // SAFETY: the fd is open (owned by `socket`, stored in the slot below).
-                    let rc = unsafe {
-                        libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, socket.as_raw_fd(), &mut ev)
-                    };
-                    if rc != 0 {
-                        return Err(io::Error::last_os_error());
+                    // Paced threads visit every socket each round and need no readiness
+                    // events; leaving their sockets out of epoll also spares the sender the
+                    // epoll wake-up work that loopback delivery charges to it per packet.
+                    if !paced {
+                        let mut ev = libc::epoll_event {
+                            events: libc::EPOLLIN as u32,
+                            u64: local as u64,
+                        };
+                        // SAFETY: the fd is open (owned by `socket`, stored in the slot below).
+                        let rc = unsafe {
+                            libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, socket.as_raw_fd(), &mut ev)
+                        };
+                        if rc != 0 {
+                            return Err(io::Error::last_os_error());
+                        }
                     }
                     let ptime_ns = u64::try_from(ptime.as_nanos()).unwrap_or(u64::MAX);
                     *place = Some(Slot {
@@ -290,8 +296,20 @@ fn worker_loop(
                 }
             }
         }
-        // Packet path: every ready socket, then (in paced mode) sleep out the interval.
+        // Packet path. Paced: read every socket, then sleep out the interval. Otherwise:
+        // every ready socket, as epoll reports them.
         let round = Instant::now();
+        if paced {
+            for s in slots.iter_mut().flatten() {
+                drain(s, &mut batch, &mut spacing);
+            }
+            if let Some(rest) = poll_interval.checked_sub(round.elapsed())
+                && !rest.is_zero()
+            {
+                std::thread::sleep(rest);
+            }
+            continue;
+        }
         let mut timeout = IDLE_WAIT_MS;
         loop {
             // SAFETY: `events` has EVENTS entries.
@@ -313,11 +331,6 @@ fn worker_loop(
                 break;
             }
             timeout = 0;
-        }
-        if let Some(rest) = poll_interval.checked_sub(round.elapsed())
-            && !rest.is_zero()
-        {
-            std::thread::sleep(rest);
         }
     }
 }
