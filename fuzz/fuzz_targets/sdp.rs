@@ -11,6 +11,7 @@ fuzz_target!(|data: &[u8]| {
         session_id: 1,
         session_version: 1,
         username: "imss".into(),
+        default_ptime_ms: imss_sip::sdp::DEFAULT_PTIME_MS,
     };
     let _ = imss_sip::sdp::answer_audio(&offer, &params);
 });

@@ -555,6 +555,7 @@ impl Shell {
             session_id: c.session_id,
             session_version: c.session_version,
             username: "imss".into(),
+            default_ptime_ms: self.shared.config.rtp.ptime_ms,
         };
         let (answer, negotiated) = match sdp::answer_audio(&offer_sdp, &params) {
             Ok(r) => r,
@@ -626,6 +627,7 @@ impl Shell {
             session_id: c.session_id,
             session_version: c.session_version,
             username: "imss".into(),
+            default_ptime_ms: self.shared.config.rtp.ptime_ms,
         };
         let (answer, negotiated) = match sdp::answer_audio(&offer_sdp, &params) {
             Ok(r) => r,

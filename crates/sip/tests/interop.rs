@@ -94,6 +94,7 @@ fn invite_fields() {
         session_id: 1,
         session_version: 1,
         username: "imss".into(),
+        default_ptime_ms: imss_sip::sdp::DEFAULT_PTIME_MS,
     };
     let (_, n) = sdp::answer_audio(&offer, &params).expect("negotiates");
     assert_eq!(n.codec, sdp::Codec::Pcmu);

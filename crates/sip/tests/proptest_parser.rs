@@ -82,6 +82,7 @@ proptest! {
                 session_id: 1,
                 session_version: 1,
                 username: "imss".into(),
+                default_ptime_ms: imss_sip::sdp::DEFAULT_PTIME_MS,
             };
             let _ = sdp::answer_audio(&sd, &params);
         }

@@ -184,6 +184,7 @@ impl Server {
                         session_id: 1,
                         session_version: 1,
                         username: "imss".into(),
+                        default_ptime_ms: imss_sip::sdp::DEFAULT_PTIME_MS,
                     };
                     let (answer, n) = sdp::answer_audio(&offer, &params).expect("negotiates");
                     assert_eq!(n.codec, sdp::Codec::Pcmu);

@@ -135,6 +135,7 @@ impl World {
                     session_id: 1,
                     session_version: 1,
                     username: "imss".into(),
+                    default_ptime_ms: imss_sip::sdp::DEFAULT_PTIME_MS,
                 };
                 let (answer, negotiated) = sdp::answer_audio(&offer, &params).expect("answer");
                 assert_eq!(

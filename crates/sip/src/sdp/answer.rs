@@ -54,6 +54,8 @@ pub struct AnswerParams {
     pub session_version: u64,
     /// o= username.
     pub username: String,
+    /// Packet time when the offer asks for none (`a=ptime`), in ms; clamped to 10–60.
+    pub default_ptime_ms: u32,
 }
 
 /// The outcome of a negotiation, for the pacing engine.
@@ -198,7 +200,7 @@ pub fn answer_audio(
         Direction::SendOnly
     };
     let ptime_attr = |name| m.attribute(name).or(offer.attribute(name));
-    let mut ptime = ms_attr(ptime_attr("ptime")).unwrap_or(DEFAULT_PTIME_MS);
+    let mut ptime = ms_attr(ptime_attr("ptime")).unwrap_or(p.default_ptime_ms);
     if let Some(max) = ms_attr(ptime_attr("maxptime")) {
         ptime = ptime.min(max);
     }
@@ -375,6 +377,7 @@ mod tests {
             session_id: 42,
             session_version: 1,
             username: "imss".into(),
+            default_ptime_ms: DEFAULT_PTIME_MS,
         }
     }
 
@@ -459,6 +462,19 @@ a=fmtp:101 0-15\r\na=ptime:20\r\na=sendonly\r\na=mid:1\r\n"
                 Some(Some(want.to_string().as_str()))
             );
         }
+    }
+
+    #[test]
+    fn configured_ptime_applies_when_the_offer_has_none() {
+        let p = AnswerParams {
+            default_ptime_ms: 30,
+            ..params()
+        };
+        let (_, n) = answer_audio(&offer("m=audio 5000 RTP/AVP 0\r\n"), &p).unwrap();
+        assert_eq!(n.ptime, Duration::from_millis(30));
+        let (_, n) =
+            answer_audio(&offer("m=audio 5000 RTP/AVP 0\r\na=ptime:20\r\n"), &p).unwrap();
+        assert_eq!(n.ptime, Duration::from_millis(20), "the offer's ptime wins");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 mod answer;
 
 pub use answer::{
-    AnswerParams, Codec, Negotiated, NegotiationError, answer_audio, capabilities, capabilities_sdp,
+    AnswerParams, Codec, DEFAULT_PTIME_MS, Negotiated, NegotiationError, answer_audio,
+    capabilities, capabilities_sdp,
 };
 
 use std::fmt;
