@@ -140,12 +140,7 @@ fn main() -> Result<()> {
             let report = runtime()?
                 .block_on(imss_client::place_call(&opts))
                 .with_context(|| format!("call to {}", opts.uri))?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                println!("{report}");
-            }
-            Ok(())
+            print_report(&report, json)
         }
         Command::Bench {
             uri,
@@ -167,14 +162,19 @@ fn main() -> Result<()> {
             let report = runtime()?
                 .block_on(imss_client::run_bench(&opts))
                 .with_context(|| format!("bench against {}", opts.uri))?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                println!("{report}");
-            }
-            Ok(())
+            print_report(&report, json)
         }
     }
+}
+
+/// Prints a call or bench report, as text or as JSON.
+fn print_report<R: std::fmt::Display + serde::Serialize>(report: &R, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        println!("{report}");
+    }
+    Ok(())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

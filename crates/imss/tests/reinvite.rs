@@ -91,15 +91,15 @@ fn receive(sock: &UdpSocket, span: Duration) -> Vec<Rtp> {
     let mut buf = [0u8; 2048];
     let end = Instant::now() + span;
     while Instant::now() < end {
-        if let Ok(n) = sock.recv(&mut buf) {
-            if n >= 12 {
-                out.push(Rtp {
-                    seq: u16::from_be_bytes([buf[2], buf[3]]),
-                    ssrc: u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]),
-                    marker: buf[1] & 0x80 != 0,
-                    payload: n - 12,
-                });
-            }
+        if let Ok(n) = sock.recv(&mut buf)
+            && n >= 12
+        {
+            out.push(Rtp {
+                seq: u16::from_be_bytes([buf[2], buf[3]]),
+                ssrc: u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]),
+                marker: buf[1] & 0x80 != 0,
+                payload: n - 12,
+            });
         }
     }
     out

@@ -450,42 +450,10 @@ impl Shell {
             },
         );
         match target {
-            Target::Source(name) => match self.shared.sources.ring(&name) {
-                Some(ring) => self.start_media(now, call, &offer, Playout::live(ring)),
-                None => {
-                    self.calls.remove(&call);
-                    self.endpoint.reject(
-                        now,
-                        call,
-                        404,
-                        &format!("Not Found (no source named {name})"),
-                        None,
-                    );
-                }
-            },
+            Target::Source(name) => self.play_live(now, call, &offer, &name, None),
             Target::Announcement(announcement) => {
                 if let Some(name) = announcement.play.strip_prefix("source:") {
-                    match self.shared.sources.ring(name) {
-                        Some(ring) => {
-                            let playout = Playout::new(
-                                vec![PlayItem::Live(ring)],
-                                Repeat::Times(1),
-                                Duration::ZERO,
-                                announcement.duration,
-                            );
-                            self.start_media(now, call, &offer, playout);
-                        }
-                        None => {
-                            self.calls.remove(&call);
-                            self.endpoint.reject(
-                                now,
-                                call,
-                                404,
-                                &format!("Not Found (no source named {name})"),
-                                None,
-                            );
-                        }
-                    }
+                    self.play_live(now, call, &offer, name, announcement.duration);
                     return;
                 }
                 let shared = self.shared.clone();
@@ -511,6 +479,42 @@ impl Shell {
                         announcement,
                     });
                 });
+            }
+        }
+    }
+
+    /// Plays the live source `name` (until `limit`, or until the caller hangs up), or answers
+    /// 404 when there is no such source.
+    fn play_live(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        offer: &str,
+        name: &str,
+        limit: Option<Duration>,
+    ) {
+        match self.shared.sources.ring(name) {
+            Some(ring) => {
+                let playout = match limit {
+                    None => Playout::live(ring),
+                    Some(limit) => Playout::new(
+                        vec![PlayItem::Live(ring)],
+                        Repeat::Times(1),
+                        Duration::ZERO,
+                        Some(limit),
+                    ),
+                };
+                self.start_media(now, call, offer, playout);
+            }
+            None => {
+                self.calls.remove(&call);
+                self.endpoint.reject(
+                    now,
+                    call,
+                    404,
+                    &format!("Not Found (no source named {name})"),
+                    None,
+                );
             }
         }
     }
