@@ -98,6 +98,10 @@ pub enum NegotiationError {
     /// The c= address is a host name, which this sans-IO library does not resolve.
     #[error("connection address {0} is not an IP address")]
     UnsupportedAddress(String),
+    /// No MRCPv2 control channel of the offer can be granted (RFC 6787 §4.2); the text says
+    /// what was offered and what is supported.
+    #[error("no usable MRCPv2 resource: {0}")]
+    NoUsableResource(String),
 }
 
 fn is_plain_rtp(proto: &str) -> bool {
@@ -307,7 +311,7 @@ fn parse_rtcp_attr(v: &str, default_ip: IpAddr) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
-fn origin(addr: IpAddr, username: &str, id: u64, version: u64) -> Origin {
+pub(super) fn origin(addr: IpAddr, username: &str, id: u64, version: u64) -> Origin {
     let c = Connection::for_ip(addr);
     Origin {
         username: if username.is_empty() || username.contains(char::is_whitespace) {
@@ -323,7 +327,7 @@ fn origin(addr: IpAddr, username: &str, id: u64, version: u64) -> Origin {
     }
 }
 
-fn zero_timing() -> Timing {
+pub(super) fn zero_timing() -> Timing {
     Timing {
         value: "0 0".into(),
         repeats: Vec::new(),
@@ -472,8 +476,7 @@ a=fmtp:101 0-15\r\na=ptime:20\r\na=sendonly\r\na=mid:1\r\n"
         };
         let (_, n) = answer_audio(&offer("m=audio 5000 RTP/AVP 0\r\n"), &p).unwrap();
         assert_eq!(n.ptime, Duration::from_millis(30));
-        let (_, n) =
-            answer_audio(&offer("m=audio 5000 RTP/AVP 0\r\na=ptime:20\r\n"), &p).unwrap();
+        let (_, n) = answer_audio(&offer("m=audio 5000 RTP/AVP 0\r\na=ptime:20\r\n"), &p).unwrap();
         assert_eq!(n.ptime, Duration::from_millis(20), "the offer's ptime wins");
     }
 

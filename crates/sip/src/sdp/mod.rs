@@ -1,11 +1,17 @@
 //! SDP (RFC 4566): a session description model that keeps every line it does not interpret,
-//! in order, and the RFC 3264 offer/answer of a server that only sends G.711 audio.
+//! in order, the RFC 3264 offer/answer of a server that only sends G.711 audio, and the
+//! RFC 6787 offer/answer of MRCPv2 control channels.
 
 mod answer;
+mod mrcp;
 
 pub use answer::{
     AnswerParams, Codec, DEFAULT_PTIME_MS, Negotiated, NegotiationError, answer_audio,
     capabilities, capabilities_sdp,
+};
+pub use mrcp::{
+    ChannelIds, ControlChannel, MRCP_PROTO, MRCP_TLS_PROTO, MrcpAnswerParams, MrcpNegotiated,
+    answer_mrcp, is_control_media, is_mrcp_offer, mrcp_capabilities, mrcp_capabilities_sdp,
 };
 
 use std::fmt;
