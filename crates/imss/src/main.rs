@@ -222,6 +222,7 @@ async fn serve(config: Config) -> Result<()> {
             "sip_udp": server.sip_udp.to_string(),
             "sip_tcp": server.sip_tcp.to_string(),
             "http": server.http.to_string(),
+            "mrcp": server.mrcp.to_string(),
         })
     );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

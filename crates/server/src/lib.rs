@@ -14,6 +14,7 @@ mod demo;
 mod live;
 mod sip_shell;
 pub mod target;
+pub mod tts;
 
 pub use config::{Config, ConfigError};
 pub use demo::write_demo_music;
@@ -63,6 +64,8 @@ pub struct RunningServer {
     pub sip_tcp: SocketAddr,
     /// HTTP (health check, later the web interface).
     pub http: SocketAddr,
+    /// MRCPv2 control channels (TCP).
+    pub mrcp: SocketAddr,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     health: Arc<imss_web::Health>,
@@ -86,6 +89,10 @@ pub(crate) struct Shared {
     pub ports: PortAllocator,
     pub pacer: Pacer,
     pub sources: live::LiveSources,
+    /// Mints MRCPv2 Channel-Identifiers.
+    pub channel_ids: imss_sip::sdp::ChannelIds,
+    /// The bound MRCPv2 control port, written into SDP answers.
+    pub mrcp_port: u16,
 }
 
 /// Starts every listener and the media plane; returns once all of them are up.
@@ -162,12 +169,30 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             source,
         })?;
 
+    let mrcp_bind = SocketAddr::new(config.mrcp.bind, config.mrcp.port);
+    let mrcp_listener = tokio::net::TcpListener::bind(mrcp_bind)
+        .await
+        .map_err(|source| StartError::Bind {
+            what: "MRCPv2",
+            addr: mrcp_bind,
+            source,
+        })?;
+    let mrcp = mrcp_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            what: "MRCPv2",
+            addr: mrcp_bind,
+            source,
+        })?;
+
     let shared = Arc::new(Shared {
         config,
         clips,
         ports,
         pacer,
         sources,
+        channel_ids: imss_sip::sdp::ChannelIds::new(),
+        mrcp_port: mrcp.port(),
     });
 
     let mut tasks = Vec::new();
@@ -186,15 +211,17 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         udp,
         sip_udp,
         tcp,
+        mrcp_listener,
         pacer_rx,
         shutdown_rx,
     )));
     health.set_ready();
-    tracing::info!(%sip_udp, %sip_tcp, %http, "imss ready");
+    tracing::info!(%sip_udp, %sip_tcp, %http, %mrcp, "imss ready");
     Ok(RunningServer {
         sip_udp,
         sip_tcp,
         http,
+        mrcp,
         shutdown,
         tasks,
         health,

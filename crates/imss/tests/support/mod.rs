@@ -28,6 +28,7 @@ pub struct Server {
     pub dir: tempfile::TempDir,
     pub sip: SocketAddr,
     pub http: SocketAddr,
+    pub mrcp: SocketAddr,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
@@ -162,11 +163,13 @@ pacing_threads = 1
         .parse()
         .expect("addr");
     let http: SocketAddr = v["http"].as_str().expect("http").parse().expect("addr");
+    let mrcp: SocketAddr = v["mrcp"].as_str().expect("mrcp").parse().expect("addr");
     Server {
         child,
         dir,
         sip,
         http,
+        mrcp,
         stderr,
     }
 }

@@ -6,6 +6,8 @@
 //! pacing events, such as the end of an announcement, into BYEs). TCP connections have a
 //! reader and a writer task each; they never touch call state.
 
+mod mrcp;
+
 use crate::Shared;
 use crate::audio_root::{self, AudioPathError};
 use crate::target::{self, Target};
@@ -51,6 +53,23 @@ enum ShellInput {
     TcpClosed {
         conn: u64,
     },
+    Mrcp {
+        conn: u64,
+        message: imss_mrcp::Message,
+    },
+    MrcpOpened {
+        conn: u64,
+        writer: mpsc::UnboundedSender<Vec<u8>>,
+    },
+    MrcpClosed {
+        conn: u64,
+    },
+    SpeakResolved {
+        channel_id: String,
+        request_id: imss_mrcp::RequestId,
+        result: mrcp::Resolved,
+        limit: Option<Duration>,
+    },
     Resolved {
         call: CallId,
         result: Result<Arc<Clip>, (u16, String)>,
@@ -61,6 +80,8 @@ enum ShellInput {
 /// A call's media: its ports, what it plays, and whether the pacing engine has it.
 struct Call {
     offer: Option<String>,
+    /// MRCPv2 control channels of this dialog (RFC 6787); empty for a plain-SIP call.
+    channels: Vec<imss_sip::sdp::ControlChannel>,
     stream_id: u64,
     /// Ports and playout not yet handed to the pacing engine (held from the start).
     parked: Option<(PortPair, Playout)>,
@@ -77,6 +98,7 @@ struct Shell {
     udp: UdpSocket,
     tcp_writers: HashMap<u64, mpsc::UnboundedSender<Vec<u8>>>,
     calls: HashMap<CallId, Call>,
+    channels: mrcp::Channels,
     by_stream: HashMap<u64, CallId>,
     next_stream: u64,
     next_conn: u64,
@@ -88,6 +110,7 @@ pub(crate) async fn run(
     udp: UdpSocket,
     udp_addr: SocketAddr,
     tcp: TcpListener,
+    mrcp_listener: TcpListener,
     mut pacer_rx: mpsc::UnboundedReceiver<StreamEvent>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -109,6 +132,7 @@ pub(crate) async fn run(
         udp,
         tcp_writers: HashMap::new(),
         calls: HashMap::new(),
+        channels: mrcp::Channels::default(),
         by_stream: HashMap::new(),
         next_stream: 1,
         next_conn: 1,
@@ -137,6 +161,14 @@ pub(crate) async fn run(
                     let _ = spawn_connection(conn, from, stream, shell.input_tx.clone());
                 }
                 Err(e) => tracing::warn!(error = %e, "SIP/TCP accept failed"),
+            },
+            r = mrcp_listener.accept() => match r {
+                Ok((stream, peer)) => {
+                    let conn = shell.next_conn;
+                    shell.next_conn += 1;
+                    mrcp::spawn_connection(conn, peer, stream, shell.input_tx.clone());
+                }
+                Err(e) => tracing::warn!(error = %e, "MRCPv2 accept failed"),
             },
             Some(input) = input_rx.recv() => shell.handle_shell_input(input),
             Some(ev) = pacer_rx.recv() => shell.handle_pacer_event(ev),
@@ -313,6 +345,15 @@ impl Shell {
                     malformed,
                 },
             ),
+            ShellInput::Mrcp { conn, message } => self.handle_mrcp(now, conn, message),
+            ShellInput::SpeakResolved {
+                channel_id,
+                request_id,
+                result,
+                limit,
+            } => self.speak_resolved(now, &channel_id, request_id, result, limit),
+            ShellInput::MrcpOpened { conn, writer } => self.mrcp_opened(conn, writer),
+            ShellInput::MrcpClosed { conn } => self.mrcp_closed(now, conn),
             ShellInput::TcpOpened { conn, writer } => {
                 self.tcp_writers.insert(conn, writer);
             }
@@ -353,6 +394,11 @@ impl Shell {
                 let Some(call) = self.by_stream.get(&id).cloned() else {
                     return;
                 };
+                // In an MRCPv2 session the end of the audio completes the SPEAK; the
+                // session goes on.
+                if self.mrcp_stream_ended(Instant::now(), &call) {
+                    return;
+                }
                 if let Some(c) = self.calls.get_mut(&call)
                     && !c.hanging_up
                 {
@@ -426,6 +472,14 @@ impl Shell {
             );
             return;
         };
+        // An MRCPv2 session (RFC 6787 §4): its Request-URI need not name anything.
+        match offer.parse::<SessionDescription>() {
+            Ok(sdp) if sdp::is_mrcp_offer(&sdp) => {
+                self.start_mrcp_session(now, call, offer, &sdp);
+                return;
+            }
+            _ => {}
+        }
         let target = match target::parse(request_uri) {
             Ok(t) => t,
             Err(e) => {
@@ -440,6 +494,7 @@ impl Shell {
             call.clone(),
             Call {
                 offer: Some(offer.clone()),
+                channels: Vec::new(),
                 stream_id,
                 parked: None,
                 port: 0,
@@ -633,37 +688,44 @@ impl Shell {
             username: "imss".into(),
             default_ptime_ms: self.shared.config.rtp.ptime_ms,
         };
-        let (answer, negotiated) = match sdp::answer_audio(&offer_sdp, &params) {
+        let result = if c.channels.is_empty() {
+            sdp::answer_audio(&offer_sdp, &params).map(|(a, n)| (a, Some(n)))
+        } else {
+            self.renegotiate_mrcp(&call, &offer_sdp, params)
+        };
+        let (answer, negotiated) = match result {
             Ok(r) => r,
             Err(e) => {
-                let warning = format!("304 imss \"{e}\"");
-                self.endpoint
-                    .reject(now, call, 488, "Not Acceptable Here", Some(&warning));
+                mrcp::reject_negotiation(self, now, call, &e);
                 return;
             }
         };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
         c.offer = Some(offer);
         let pacer = &self.shared.pacer;
-        match (negotiated.remote, c.in_pacer) {
-            (Some(remote), true) => {
-                let (law, pt) = law_of(&negotiated);
+        let remote = negotiated.as_ref().and_then(|n| n.remote);
+        match (negotiated.as_ref().zip(remote), c.in_pacer) {
+            (Some((negotiated, remote)), true) => {
+                let (law, pt) = law_of(negotiated);
                 pacer.update_remote(
                     c.stream_id,
                     remote,
-                    rtcp_of(&negotiated, remote),
+                    rtcp_of(negotiated, remote),
                     negotiated.ptime,
                     law,
                     pt,
                 );
                 pacer.resume(c.stream_id);
             }
-            (Some(remote), false) => {
+            (Some((negotiated, remote)), false) => {
                 if let Some((ports, playout)) = c.parked.take() {
                     let s = new_stream(
                         c.stream_id,
                         ports,
                         remote,
-                        &negotiated,
+                        negotiated,
                         playout,
                         &self.shared.config.general.name,
                     );
@@ -675,12 +737,13 @@ impl Shell {
             (None, true) => pacer.pause(c.stream_id),
             (None, false) => {}
         }
-        tracing::info!(call_id = ?call, remote = ?negotiated.remote, "re-INVITE answered");
+        tracing::info!(call_id = ?call, remote = ?remote, "re-INVITE answered");
         self.endpoint.accept(now, call, answer.to_string());
     }
 
     fn end_call(&mut self, call: &CallId) {
         if let Some(c) = self.calls.remove(call) {
+            self.channels.remove_call(&c.channels);
             self.by_stream.remove(&c.stream_id);
             if c.in_pacer {
                 self.shared.pacer.remove(c.stream_id);

@@ -1,0 +1,303 @@
+//! MRCPv2 sessions end to end, driven by the messages UniMRCP's client `umc` sends
+//! (shared/interop/unimrcp-1.8): SIP set-up with a control channel, SPEAK over TCP, RTP
+//! audio, SPEAK-COMPLETE.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+use support::*;
+
+fn vector(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/interop/unimrcp-1.8")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Rewrites a captured SIP message for this test's addresses and fixes its Content-Length.
+fn retarget(msg: &str, server: SocketAddr, me: SocketAddr, rtp_port: u16) -> String {
+    let msg = msg
+        .replace("127.0.0.1:8060", &server.to_string())
+        .replace("127.0.0.1:8062", &me.to_string())
+        .replace("m=audio 4000 ", &format!("m=audio {rtp_port} "));
+    let (head, body) = msg.split_once("\r\n\r\n").expect("header/body split");
+    let head: Vec<String> = head
+        .split("\r\n")
+        .map(|l| {
+            if l.to_ascii_lowercase().starts_with("content-length:") {
+                format!("Content-Length: {}", body.len())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    format!("{}\r\n\r\n{body}", head.join("\r\n"))
+}
+
+/// A captured MRCP message with its Channel-Identifier replaced (same length: the
+/// message-length field stays right) — or rebuilt with a new body.
+fn speak(channel: &str, request_id: u32, body: Option<(&str, &str)>) -> Vec<u8> {
+    let captured =
+        vector("mrcp-speak-from-umc.txt").replace("bec57cd70a2f4130@speechsynth", channel);
+    let Some((content_type, body)) = body else {
+        assert_eq!(
+            captured.len(),
+            295,
+            "same-length channel id keeps the message-length right"
+        );
+        return captured.into_bytes();
+    };
+    let rest = format!(
+        " SPEAK {request_id}\r\nChannel-Identifier: {channel}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    // message-length counts the whole message, its own digits included.
+    let mut len = "MRCP/2.0 ".len() + rest.len();
+    loop {
+        let total = "MRCP/2.0 ".len() + len.to_string().len() + rest.len();
+        if total == len {
+            break;
+        }
+        len = total;
+    }
+    format!("MRCP/2.0 {len}{rest}").into_bytes()
+}
+
+/// Reads MRCP messages until one whose start line contains `want` (returned whole).
+fn read_until(tcp: &mut TcpStream, buf: &mut Vec<u8>, want: &str, limit: Duration) -> String {
+    let end = Instant::now() + limit;
+    loop {
+        // Frame by the message-length field.
+        if let Some(msg) = take_message(buf) {
+            if msg.lines().next().unwrap_or_default().contains(want) {
+                return msg;
+            }
+            continue;
+        }
+        assert!(
+            Instant::now() < end,
+            "no MRCP message with {want:?}; have {:?}",
+            String::from_utf8_lossy(buf)
+        );
+        let mut chunk = [0u8; 4096];
+        tcp.set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        if let Ok(n) = tcp.read(&mut chunk) {
+            assert!(n > 0, "MRCP connection closed while waiting for {want:?}");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+fn take_message(buf: &mut Vec<u8>) -> Option<String> {
+    let text = String::from_utf8_lossy(buf).to_string();
+    let len: usize = text.split(' ').nth(1)?.parse().ok()?;
+    if buf.len() < len {
+        return None;
+    }
+    let msg = String::from_utf8_lossy(&buf[..len]).to_string();
+    buf.drain(..len);
+    Some(msg)
+}
+
+/// Packets, RMS and loudest packet's RMS of the μ-law audio arriving on `rtp` during `span`
+/// (payload type 0 only).
+fn audio_rms(rtp: &UdpSocket, span: Duration) -> (usize, f64, f64) {
+    rtp.set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    let mut buf = [0u8; 2048];
+    let (mut n_packets, mut sum, mut n, mut loudest) = (0usize, 0f64, 0usize, 0f64);
+    let end = Instant::now() + span;
+    while Instant::now() < end {
+        if let Ok(len) = rtp.recv(&mut buf)
+            && len > 12
+            && buf[1] & 0x7f == 0
+        {
+            n_packets += 1;
+            let mut packet = 0f64;
+            for b in &buf[12..len] {
+                let v = f64::from(ulaw(*b)) / 32768.0;
+                packet += v * v;
+            }
+            sum += packet;
+            n += len - 12;
+            loudest = loudest.max((packet / (len - 12) as f64).sqrt());
+        }
+    }
+    let rms = if n == 0 { 0.0 } else { (sum / n as f64).sqrt() };
+    (n_packets, rms, loudest)
+}
+
+/// G.711 μ-law decoding (ITU-T), independent of the server's code.
+fn ulaw(b: u8) -> i16 {
+    let b = !b;
+    let t = ((i32::from(b & 0x0f) << 3) + 0x84) << ((b & 0x70) >> 4);
+    (if b & 0x80 != 0 { 0x84 - t } else { t - 0x84 }) as i16
+}
+
+#[test]
+fn umc_session_speak_and_bye() {
+    require("espeak-ng", "espeak-ng");
+    let server = start_server("", |audio| {
+        write_wav(&audio.join("tone.wav"), 8000, &tone(8000, 1.0))
+    });
+    let sip = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sip.set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    let me = sip.local_addr().expect("addr");
+    let rtp_port = free_rtp_port();
+    let rtp = UdpSocket::bind(("127.0.0.1", rtp_port)).expect("bind rtp");
+
+    let invite = retarget(&vector("sip-invite-from-umc.txt"), server.sip, me, rtp_port);
+    sip.send_to(invite.as_bytes(), server.sip).expect("INVITE");
+    let mut buf = vec![0u8; 65536];
+    let end = Instant::now() + Duration::from_secs(5);
+    let ok = loop {
+        assert!(
+            Instant::now() < end,
+            "no 200 OK; server log:\n{}",
+            server.log()
+        );
+        if let Ok((n, _)) = sip.recv_from(&mut buf) {
+            let t = String::from_utf8_lossy(&buf[..n]).to_string();
+            if t.starts_with("SIP/2.0 200") {
+                break t;
+            }
+            assert!(t.starts_with("SIP/2.0 1"), "unexpected answer: {t}");
+        }
+    };
+    let mrcp_port = server.mrcp.port();
+    assert!(
+        ok.contains(&format!("m=application {mrcp_port} TCP/MRCPv2 1")),
+        "{ok}"
+    );
+    assert!(
+        ok.contains("a=setup:passive")
+            && ok.contains("a=connection:new")
+            && ok.contains("a=cmid:1"),
+        "{ok}"
+    );
+    assert!(
+        ok.contains("RTP/AVP 0 101") && ok.contains("a=sendonly") && ok.contains("a=mid:1"),
+        "{ok}"
+    );
+    let channel = ok
+        .lines()
+        .find_map(|l| l.strip_prefix("a=channel:"))
+        .expect("a=channel")
+        .trim()
+        .to_string();
+    assert!(
+        channel.ends_with("@speechsynth") && channel.len() == "bec57cd70a2f4130@speechsynth".len(),
+        "{channel}"
+    );
+    let to_tag = ok
+        .lines()
+        .find(|l| l.starts_with("To:"))
+        .and_then(|l| l.split(";tag=").nth(1))
+        .expect("To tag")
+        .trim()
+        .to_string();
+
+    // umc opens the control connection and sends SPEAK at once, before its ACK.
+    let mut tcp = TcpStream::connect(server.mrcp).expect("MRCP connect");
+    tcp.write_all(&speak(&channel, 1, None)).expect("SPEAK");
+    let ack = retarget(&vector("sip-ack-from-umc.txt"), server.sip, me, rtp_port)
+        .replace("Q8jF6rpvQmHpS", &to_tag);
+    sip.send_to(ack.as_bytes(), server.sip).expect("ACK");
+    let mut mbuf = Vec::new();
+    let r = read_until(
+        &mut tcp,
+        &mut mbuf,
+        "200 IN-PROGRESS",
+        Duration::from_secs(10),
+    );
+    assert!(
+        r.starts_with("MRCP/2.0 ") && r.contains(" 1 200 IN-PROGRESS\r\n"),
+        "{r}"
+    );
+    assert!(r.contains(&format!("Channel-Identifier: {channel}")), "{r}");
+    // The text is spoken: loud audio on the RTP port.
+    let (packets, rms, _) = audio_rms(&rtp, Duration::from_millis(800));
+    assert!(packets >= 30, "{packets} RTP packets while speaking");
+    assert!(rms > 0.02, "speech is audible (rms {rms:.4})");
+    let done = read_until(
+        &mut tcp,
+        &mut mbuf,
+        "SPEAK-COMPLETE",
+        Duration::from_secs(10),
+    );
+    assert!(done.contains("SPEAK-COMPLETE 1 COMPLETE"), "{done}");
+    assert!(done.contains("Completion-Cause: 000 normal"), "{done}");
+
+    // An audio file by SSML.
+    let ssml = r#"<?xml version="1.0"?><speak version="1.0" xml:lang="en-US" xmlns="http://www.w3.org/2001/10/synthesis"><audio src="tone.wav"/></speak>"#;
+    tcp.write_all(&speak(&channel, 2, Some(("application/ssml+xml", ssml))))
+        .expect("SPEAK 2");
+    let r = read_until(&mut tcp, &mut mbuf, "IN-PROGRESS", Duration::from_secs(10));
+    assert!(r.contains(" 2 200 IN-PROGRESS"), "{r}");
+    let (_, _, loudest) = audio_rms(&rtp, Duration::from_millis(600));
+    // A 0.5-amplitude sine has an RMS of 0.354 in every 20 ms packet.
+    assert!(
+        (0.33..0.38).contains(&loudest),
+        "the 1 kHz tone at -6 dBFS (packet rms {loudest:.3})"
+    );
+    let done = read_until(
+        &mut tcp,
+        &mut mbuf,
+        "SPEAK-COMPLETE",
+        Duration::from_secs(10),
+    );
+    assert!(
+        done.contains("SPEAK-COMPLETE 2 COMPLETE") && done.contains("000 normal"),
+        "{done}"
+    );
+
+    // A missing file: the request completes with 003 uri-failure and a reason.
+    tcp.write_all(&speak(
+        &channel,
+        3,
+        Some(("text/uri-list", "missing.wav\r\n")),
+    ))
+    .expect("SPEAK 3");
+    let done = read_until(&mut tcp, &mut mbuf, " 3 ", Duration::from_secs(10));
+    let done = if done.contains("SPEAK-COMPLETE") {
+        done
+    } else {
+        read_until(
+            &mut tcp,
+            &mut mbuf,
+            "SPEAK-COMPLETE",
+            Duration::from_secs(10),
+        )
+    };
+    assert!(done.contains("Completion-Cause: 003 uri-failure"), "{done}");
+    assert!(
+        done.contains("Completion-Reason:") && done.contains("missing.wav"),
+        "{done}"
+    );
+
+    // BYE from umc; the channel is gone afterwards.
+    let bye = retarget(&vector("sip-bye-from-umc.txt"), server.sip, me, rtp_port)
+        .replace("Q8jF6rpvQmHpS", &to_tag);
+    sip.send_to(bye.as_bytes(), server.sip).expect("BYE");
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        assert!(Instant::now() < end, "BYE not answered");
+        if let Ok((n, _)) = sip.recv_from(&mut buf) {
+            let t = String::from_utf8_lossy(&buf[..n]).to_string();
+            if t.starts_with("SIP/2.0 200") && t.contains("BYE") {
+                break;
+            }
+        }
+    }
+    tcp.write_all(&speak(&channel, 4, Some(("text/plain", "hello"))))
+        .expect("SPEAK 4");
+    let r = read_until(&mut tcp, &mut mbuf, " 4 ", Duration::from_secs(5));
+    assert!(
+        r.contains(" 4 4"),
+        "a SPEAK on a closed channel is refused with a 4xx: {r}"
+    );
+}

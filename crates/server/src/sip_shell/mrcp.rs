@@ -1,0 +1,569 @@
+//! MRCPv2 sessions (RFC 6787): the SIP side of their set-up, and the control channels
+//! they grant.
+
+use super::{Call, Shell, ShellInput, new_stream};
+use crate::Shared;
+use crate::audio_root::{self, AudioPathError};
+use crate::tts::{self, TtsError};
+use imss_media::{PlayItem, Playout, Repeat};
+use imss_mrcp::{
+    CompletionCause, MediaCommand, MediaFailure, Message, PlanItem, PlayPlan, RequestId,
+    RequestState, SpeakSettings, StatusCode, SynthConfig, Synthesizer, names,
+};
+use imss_sip::endpoint::CallId;
+use imss_sip::sdp::{
+    self, AnswerParams, ControlChannel, MrcpAnswerParams, Negotiated, NegotiationError,
+    SessionDescription,
+};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Resources this server's media player implements.
+pub(crate) const RESOURCES: [&str; 2] = ["speechsynth", "basicsynth"];
+
+/// One granted control channel: its media player and where its messages go.
+pub(super) struct Channel {
+    /// The dialog that owns it.
+    call: CallId,
+    /// The speechsynth state machine.
+    synth: Synthesizer,
+    /// The control connection its last request came in on; its output goes there.
+    conn: Option<u64>,
+    /// The SPEAK whose audio the stream is playing now.
+    playing: Option<RequestId>,
+}
+
+/// The control channels of every MRCPv2 session, by Channel-Identifier, and the control
+/// connections' writers.
+#[derive(Default)]
+pub(super) struct Channels {
+    by_id: HashMap<String, Channel>,
+    writers: HashMap<u64, mpsc::UnboundedSender<Vec<u8>>>,
+}
+
+impl Channels {
+    fn insert(&mut self, call: &CallId, c: &ControlChannel) {
+        if let Some(existing) = self.by_id.get_mut(&c.channel_id) {
+            existing.call = call.clone();
+            return;
+        }
+        self.by_id.insert(
+            c.channel_id.clone(),
+            Channel {
+                call: call.clone(),
+                synth: Synthesizer::new(c.channel_id.clone(), SynthConfig::default()),
+                conn: None,
+                playing: None,
+            },
+        );
+    }
+
+    /// Forgets `channels` (their SPEAKs end without SPEAK-COMPLETE: the session is gone).
+    pub fn remove_call(&mut self, channels: &[ControlChannel]) {
+        for c in channels {
+            if let Some(mut ch) = self.by_id.remove(&c.channel_id) {
+                ch.synth.close();
+            }
+        }
+    }
+
+    fn send(&self, conn: Option<u64>, message: &Message) {
+        if let Some(w) = conn.and_then(|c| self.writers.get(&c)) {
+            let _ = w.send(message.encode());
+        }
+    }
+}
+
+/// What a session plays while no SPEAK is active: comfort silence, so NAT bindings and the
+/// client's RTP timeouts stay happy.
+fn idle_playout() -> Playout {
+    Playout::new(
+        vec![PlayItem::Silence(Duration::from_secs(3600))],
+        Repeat::Forever,
+        Duration::ZERO,
+        None,
+    )
+}
+
+impl Shell {
+    fn mrcp_params<'a>(
+        &'a self,
+        audio: AnswerParams,
+        existing: &'a [ControlChannel],
+    ) -> MrcpAnswerParams<'a> {
+        MrcpAnswerParams {
+            audio,
+            mrcp_port: self.shared.mrcp_port,
+            tls: false,
+            supported_resources: RESOURCES.iter().map(|r| (*r).to_string()).collect(),
+            channel_ids: &self.shared.channel_ids,
+            existing,
+        }
+    }
+
+    /// Answers an INVITE that opens an MRCPv2 session: audio stream plus control channels.
+    pub(super) fn start_mrcp_session(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        offer: String,
+        offer_sdp: &SessionDescription,
+    ) {
+        let ports = match self.shared.ports.allocate() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(call_id = ?call, error = %e, "no RTP port");
+                self.endpoint.reject(
+                    now,
+                    call,
+                    503,
+                    "Service Unavailable (no free RTP port)",
+                    None,
+                );
+                return;
+            }
+        };
+        let session_id = u64::from(rand::random::<u32>());
+        let audio = AnswerParams {
+            addr: self.shared.config.rtp_advertise(),
+            port: ports.port(),
+            session_id,
+            session_version: 1,
+            username: "imss".into(),
+            default_ptime_ms: self.shared.config.rtp.ptime_ms,
+        };
+        let (answer, negotiated) = match sdp::answer_mrcp(offer_sdp, &self.mrcp_params(audio, &[]))
+        {
+            Ok(r) => r,
+            Err(e) => {
+                reject_negotiation(self, now, call, &e);
+                return;
+            }
+        };
+        let stream_id = self.next_stream;
+        self.next_stream += 1;
+        let mut c = Call {
+            offer: Some(offer),
+            channels: negotiated.channels.clone(),
+            stream_id,
+            parked: None,
+            port: ports.port(),
+            in_pacer: false,
+            session_id,
+            session_version: 1,
+            hanging_up: false,
+        };
+        match negotiated
+            .audio
+            .as_ref()
+            .and_then(|n| n.remote.map(|r| (n, r)))
+        {
+            Some((n, remote)) => {
+                let s = new_stream(
+                    stream_id,
+                    ports,
+                    remote,
+                    n,
+                    idle_playout(),
+                    &self.shared.config.general.name,
+                );
+                match self.shared.pacer.add(s) {
+                    Ok(()) => c.in_pacer = true,
+                    Err(e) => {
+                        tracing::error!(call_id = ?call, error = %e, "pacing engine refused stream")
+                    }
+                }
+            }
+            None => c.parked = Some((ports, idle_playout())),
+        }
+        for ch in &negotiated.channels {
+            self.channels.insert(&call, ch);
+        }
+        tracing::info!(
+            call_id = ?call,
+            channels = ?negotiated.channels.iter().map(|c| c.channel_id.as_str()).collect::<Vec<_>>(),
+            port = c.port,
+            "MRCPv2 session answered"
+        );
+        self.by_stream.insert(stream_id, call.clone());
+        self.calls.insert(call.clone(), c);
+        self.endpoint.accept(now, call, answer.to_string());
+    }
+
+    /// Negotiates a re-offer in an MRCPv2 session: channels kept keep their identifiers,
+    /// channels set to port 0 are closed, new ones are opened.
+    pub(super) fn renegotiate_mrcp(
+        &mut self,
+        call: &CallId,
+        offer_sdp: &SessionDescription,
+        audio: AnswerParams,
+    ) -> Result<(SessionDescription, Option<Negotiated>), NegotiationError> {
+        let existing = self
+            .calls
+            .get(call)
+            .map(|c| c.channels.clone())
+            .unwrap_or_default();
+        let (answer, negotiated) =
+            sdp::answer_mrcp(offer_sdp, &self.mrcp_params(audio, &existing))?;
+        let dropped: Vec<ControlChannel> = existing
+            .into_iter()
+            .filter(|old| {
+                !negotiated
+                    .channels
+                    .iter()
+                    .any(|c| c.channel_id == old.channel_id)
+            })
+            .collect();
+        self.channels.remove_call(&dropped);
+        for ch in &negotiated.channels {
+            self.channels.insert(call, ch);
+        }
+        if let Some(c) = self.calls.get_mut(call) {
+            c.channels = negotiated.channels;
+        }
+        Ok((answer, negotiated.audio))
+    }
+}
+
+/// Answers 488 with a Warning that says what could not be negotiated.
+pub(super) fn reject_negotiation(
+    shell: &mut Shell,
+    now: Instant,
+    call: CallId,
+    e: &NegotiationError,
+) {
+    let warning = format!("304 imss \"{e}\"");
+    shell
+        .endpoint
+        .reject(now, call, 488, "Not Acceptable Here", Some(&warning));
+}
+
+/// Largest MRCPv2 message accepted; larger ones are answered 504 and the connection closed.
+const MRCP_LIMITS: imss_mrcp::codec::Limits = imss_mrcp::codec::Limits {
+    max_message_size: 64 * 1024,
+    max_headers: 64,
+};
+
+/// Starts the reader and writer tasks of one MRCPv2 control connection.
+pub(super) fn spawn_connection(
+    conn: u64,
+    peer: std::net::SocketAddr,
+    stream: tokio::net::TcpStream,
+    tx: mpsc::UnboundedSender<ShellInput>,
+) {
+    use imss_mrcp::codec::{self, Check};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = stream.set_nodelay(true);
+    let (mut reader, mut writer) = stream.into_split();
+    let (wtx, mut wrx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let _ = tx.send(ShellInput::MrcpOpened {
+        conn,
+        writer: wtx.clone(),
+    });
+    tokio::spawn(async move {
+        while let Some(bytes) = wrx.recv().await {
+            if writer.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let mut buf: Vec<u8> = Vec::with_capacity(4096);
+        let mut chunk = vec![0u8; 16 * 1024];
+        'read: loop {
+            let n = match reader.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            buf.extend_from_slice(&chunk[..n]);
+            loop {
+                match codec::check(&buf, &MRCP_LIMITS) {
+                    Ok(Check::Incomplete) => break,
+                    Ok(Check::Complete(len)) => {
+                        let parsed = codec::parse(&buf[..len], &MRCP_LIMITS);
+                        buf.drain(..len);
+                        match parsed {
+                            Ok(message) => {
+                                if tx.send(ShellInput::Mrcp { conn, message }).is_err() {
+                                    break 'read;
+                                }
+                            }
+                            Err(e) => {
+                                tracing::info!(%peer, error = %e, "malformed MRCPv2 message");
+                                if let Some(r) = e.response() {
+                                    let _ = wtx.send(r.encode());
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::info!(%peer, error = %e, "MRCPv2 framing lost; closing");
+                        if let Some(r) = e.response() {
+                            let _ = wtx.send(r.encode());
+                        }
+                        // Let the answer be written before the connection goes.
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        break 'read;
+                    }
+                }
+            }
+        }
+        let _ = tx.send(ShellInput::MrcpClosed { conn });
+    });
+}
+
+/// What a SPEAK's play plan became once its files were read and its text spoken.
+pub(super) type Resolved = Result<Vec<PlayItem>, MediaFailure>;
+
+impl Shell {
+    pub(super) fn mrcp_opened(&mut self, conn: u64, writer: mpsc::UnboundedSender<Vec<u8>>) {
+        self.channels.writers.insert(conn, writer);
+    }
+
+    /// A control connection dropped: its sessions cannot be controlled any more, so they
+    /// end (BYE).
+    pub(super) fn mrcp_closed(&mut self, now: Instant, conn: u64) {
+        self.channels.writers.remove(&conn);
+        let calls: Vec<CallId> = self
+            .channels
+            .by_id
+            .values()
+            .filter(|c| c.conn == Some(conn))
+            .map(|c| c.call.clone())
+            .collect();
+        for call in calls {
+            if let Some(c) = self.calls.get_mut(&call)
+                && !c.hanging_up
+            {
+                c.hanging_up = true;
+                tracing::info!(call_id = ?call, "MRCPv2 control connection closed; hanging up");
+                self.endpoint.hangup(now, call);
+            }
+        }
+    }
+
+    /// One MRCPv2 request from a control connection.
+    pub(super) fn handle_mrcp(&mut self, now: Instant, conn: u64, message: Message) {
+        let request_id = message.request_id();
+        let Some(channel_id) = message.headers.channel_identifier().map(str::to_string) else {
+            let r = Message::response(
+                request_id,
+                StatusCode::MANDATORY_HEADER_MISSING,
+                RequestState::Complete,
+            );
+            self.channels.send(Some(conn), &r);
+            return;
+        };
+        let Some(channel) = self.channels.by_id.get_mut(&channel_id) else {
+            let r = Message::response(
+                request_id,
+                StatusCode::RESOURCE_NOT_ALLOCATED,
+                RequestState::Complete,
+            )
+            .with_header(names::CHANNEL_IDENTIFIER, channel_id.clone());
+            self.channels.send(Some(conn), &r);
+            return;
+        };
+        channel.conn = Some(conn);
+        channel.synth.handle_request(now, &message);
+        self.drain_channel(&channel_id);
+    }
+
+    /// Sends what a channel's state machine has to say and carries out its media commands.
+    fn drain_channel(&mut self, channel_id: &str) {
+        loop {
+            let Some(channel) = self.channels.by_id.get_mut(channel_id) else {
+                return;
+            };
+            if let Some(m) = channel.synth.poll_transmit() {
+                let conn = channel.conn;
+                self.channels.send(conn, &m);
+                continue;
+            }
+            let Some(command) = channel.synth.poll_command() else {
+                return;
+            };
+            let call = channel.call.clone();
+            let Some(stream_id) = self.calls.get(&call).map(|c| c.stream_id) else {
+                return;
+            };
+            let pacer = &self.shared.pacer;
+            match command {
+                MediaCommand::Play {
+                    request_id,
+                    plan,
+                    settings,
+                } => self.resolve_speak(channel_id, request_id, plan, settings),
+                MediaCommand::Stop { .. } => {
+                    channel.playing = None;
+                    pacer.replace_playout(stream_id, idle_playout());
+                }
+                MediaCommand::Pause { .. } => pacer.pause(stream_id),
+                MediaCommand::Resume { .. } => pacer.resume(stream_id),
+                other => {
+                    // Seeking inside a playing plan needs a cursor command the pacing
+                    // engine does not have; the request itself was answered by the machine.
+                    tracing::info!(channel = channel_id, command = ?other, "media command not supported; ignored");
+                }
+            }
+        }
+    }
+
+    /// Reads the files and speaks the text of a SPEAK on the blocking pool.
+    fn resolve_speak(
+        &mut self,
+        channel_id: &str,
+        request_id: RequestId,
+        plan: PlayPlan,
+        settings: SpeakSettings,
+    ) {
+        let shared = self.shared.clone();
+        let tx = self.input_tx.clone();
+        let channel_id = channel_id.to_string();
+        let limit = settings.speak_length;
+        tokio::task::spawn_blocking(move || {
+            let result = resolve_plan(&shared, plan, &settings);
+            let _ = tx.send(ShellInput::SpeakResolved {
+                channel_id,
+                request_id,
+                result,
+                limit,
+            });
+        });
+    }
+
+    /// A SPEAK's audio is ready (or failed): play it, unless the request was stopped
+    /// meanwhile.
+    pub(super) fn speak_resolved(
+        &mut self,
+        now: Instant,
+        channel_id: &str,
+        request_id: RequestId,
+        result: Resolved,
+        limit: Option<Duration>,
+    ) {
+        let Some(channel) = self.channels.by_id.get_mut(channel_id) else {
+            return;
+        };
+        if channel.synth.active_request() != Some(request_id) {
+            return;
+        }
+        match result {
+            Ok(items) => {
+                let Some(stream_id) = self.calls.get(&channel.call).map(|c| c.stream_id) else {
+                    return;
+                };
+                channel.playing = Some(request_id);
+                self.shared.pacer.replace_playout(
+                    stream_id,
+                    Playout::new(items, Repeat::Times(1), Duration::ZERO, limit),
+                );
+            }
+            Err(failure) => {
+                tracing::info!(channel = channel_id, request_id, reason = %failure.reason, "SPEAK failed");
+                channel.synth.media_failed(now, request_id, failure);
+            }
+        }
+        self.drain_channel(channel_id);
+    }
+
+    /// The stream of an MRCPv2 session reached the end of what it was playing. Returns false
+    /// when `call` is not such a session.
+    pub(super) fn mrcp_stream_ended(&mut self, now: Instant, call: &CallId) -> bool {
+        let Some(c) = self.calls.get(call) else {
+            return false;
+        };
+        if c.channels.is_empty() {
+            return false;
+        }
+        let stream_id = c.stream_id;
+        let ids: Vec<String> = c.channels.iter().map(|c| c.channel_id.clone()).collect();
+        for id in ids {
+            let Some(channel) = self.channels.by_id.get_mut(&id) else {
+                continue;
+            };
+            if let Some(request_id) = channel.playing.take() {
+                self.shared.pacer.replace_playout(stream_id, idle_playout());
+                channel.synth.media_finished(now, request_id);
+                self.drain_channel(&id);
+            }
+        }
+        true
+    }
+}
+
+/// Turns a play plan into playable items: files under the audio root, live sources, text
+/// through the TTS engine, breaks as silence. Blocking.
+fn resolve_plan(shared: &Arc<Shared>, plan: PlayPlan, settings: &SpeakSettings) -> Resolved {
+    let tts_config = &shared.config.tts;
+    let speak_text = |text: &str, voice: Option<&str>, language: Option<&str>| {
+        let voice = voice
+            .or(settings.voice_name.as_deref())
+            .or(language)
+            .or(settings.speech_language.as_deref())
+            .unwrap_or(&tts_config.voice);
+        tts::speak(&tts_config.engine, text, voice, tts_config.rate_wpm)
+            .map(|clip| PlayItem::Clip(Arc::new(clip)))
+            .map_err(|e| match e {
+                TtsError::Voice { .. } => {
+                    MediaFailure::new(CompletionCause::LanguageUnsupported, e.to_string())
+                }
+                _ => MediaFailure::new(CompletionCause::Error, e.to_string()),
+            })
+    };
+    let mut items = Vec::with_capacity(plan.len());
+    for item in plan {
+        match item {
+            PlanItem::Audio { uri, fallback } => match audio_item(shared, &uri) {
+                Ok(item) => items.push(item),
+                Err(reason) => match fallback {
+                    Some(text) if !text.trim().is_empty() => {
+                        items.push(speak_text(&text, None, None)?)
+                    }
+                    _ => {
+                        return Err(
+                            MediaFailure::new(CompletionCause::UriFailure, reason.clone())
+                                .with_failed_uri(uri, reason),
+                        );
+                    }
+                },
+            },
+            PlanItem::Text {
+                text,
+                voice,
+                language,
+            } => {
+                if !text.trim().is_empty() {
+                    items.push(speak_text(&text, voice.as_deref(), language.as_deref())?);
+                }
+            }
+            PlanItem::Break(d) => items.push(PlayItem::Silence(d)),
+            // Marks are not reported yet: the pacing engine has no mark events.
+            PlanItem::Mark(_) => {}
+        }
+    }
+    Ok(items)
+}
+
+/// One audio URI of a plan: `source:NAME` or a file under the audio root.
+fn audio_item(shared: &Shared, uri: &str) -> Result<PlayItem, String> {
+    if let Some(name) = uri.strip_prefix("source:") {
+        return shared
+            .sources
+            .ring(name)
+            .map(PlayItem::Live)
+            .ok_or_else(|| format!("no live source named {name}"));
+    }
+    let root = shared.config.audio_root();
+    let path = audio_root::resolve(&root, uri).map_err(|e| match e {
+        AudioPathError::Forbidden(_) => format!("{e}: refused"),
+        _ => e.to_string(),
+    })?;
+    shared
+        .clips
+        .get(&path)
+        .map(PlayItem::Clip)
+        .map_err(|e| e.to_string())
+}
