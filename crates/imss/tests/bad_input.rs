@@ -306,4 +306,9 @@ fn options_lists_capabilities() {
         "capabilities list both laws: {r}"
     );
     assert!(r.contains("Allow:") && r.contains("INVITE"), "{r}");
+    // RFC 6787 §7: the MRCPv2 resources on offer.
+    assert!(
+        r.contains("a=resource:speechsynth") && r.contains("TCP/MRCPv2"),
+        "{r}"
+    );
 }

@@ -137,12 +137,18 @@ fn ulaw(b: u8) -> i16 {
     (if b & 0x80 != 0 { 0x84 - t } else { t - 0x84 }) as i16
 }
 
-#[test]
-fn umc_session_speak_and_bye() {
-    require("espeak-ng", "espeak-ng");
-    let server = start_server("", |audio| {
-        write_wav(&audio.join("tone.wav"), 8000, &tone(8000, 1.0))
-    });
+/// A session set up with umc's INVITE: the caller's SIP and RTP sockets and what the
+/// server's 200 OK granted.
+struct Session {
+    sip: UdpSocket,
+    me: SocketAddr,
+    rtp: UdpSocket,
+    rtp_port: u16,
+    channel: String,
+    to_tag: String,
+}
+
+fn open_session(server: &Server) -> Session {
     let sip = UdpSocket::bind("127.0.0.1:0").expect("bind");
     sip.set_read_timeout(Some(Duration::from_millis(300)))
         .expect("timeout");
@@ -168,9 +174,11 @@ fn umc_session_speak_and_bye() {
             assert!(t.starts_with("SIP/2.0 1"), "unexpected answer: {t}");
         }
     };
-    let mrcp_port = server.mrcp.port();
     assert!(
-        ok.contains(&format!("m=application {mrcp_port} TCP/MRCPv2 1")),
+        ok.contains(&format!(
+            "m=application {} TCP/MRCPv2 1",
+            server.mrcp.port()
+        )),
         "{ok}"
     );
     assert!(
@@ -201,6 +209,40 @@ fn umc_session_speak_and_bye() {
         .trim()
         .to_string();
 
+    Session {
+        sip,
+        me,
+        rtp,
+        rtp_port,
+        channel,
+        to_tag,
+    }
+}
+
+impl Session {
+    /// umc's ACK (or BYE) for this session.
+    fn in_dialog(&self, server: &Server, vector_name: &str) -> String {
+        retarget(&vector(vector_name), server.sip, self.me, self.rtp_port)
+            .replace("Q8jF6rpvQmHpS", &self.to_tag)
+    }
+}
+
+#[test]
+fn umc_session_speak_and_bye() {
+    require("espeak-ng", "espeak-ng");
+    let server = start_server("", |audio| {
+        write_wav(&audio.join("tone.wav"), 8000, &tone(8000, 1.0))
+    });
+    let Session {
+        sip,
+        me,
+        rtp,
+        rtp_port,
+        channel,
+        to_tag,
+        ..
+    } = open_session(&server);
+    let mut buf = vec![0u8; 65536];
     // umc opens the control connection and sends SPEAK at once, before its ACK.
     let mut tcp = TcpStream::connect(server.mrcp).expect("MRCP connect");
     tcp.write_all(&speak(&channel, 1, None)).expect("SPEAK");
@@ -300,4 +342,166 @@ fn umc_session_speak_and_bye() {
         r.contains(" 4 4"),
         "a SPEAK on a closed channel is refused with a 4xx: {r}"
     );
+}
+
+#[test]
+fn umc_options_discovers_the_resources() {
+    let server = start_server("", |_| {});
+    let sip = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sip.set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    let me = sip.local_addr().expect("addr");
+    let options = retarget(&vector("sip-options-from-umc.txt"), server.sip, me, 0);
+    sip.send_to(options.as_bytes(), server.sip)
+        .expect("OPTIONS");
+    let mut buf = vec![0u8; 65536];
+    let (n, _) = sip.recv_from(&mut buf).expect("answer");
+    let r = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    assert!(r.contains("m=application 0 TCP/MRCPv2"), "{r}");
+    assert!(r.contains("a=resource:speechsynth"), "{r}");
+    assert!(
+        r.contains("a=rtpmap:0 PCMU/8000") && r.contains("a=rtpmap:8 PCMA/8000"),
+        "{r}"
+    );
+}
+
+#[test]
+fn stop_pause_queue_and_a_dropped_control_connection() {
+    let server = start_server("", |audio| {
+        write_wav(&audio.join("long.wav"), 8000, &tone(8000, 6.0));
+        write_wav(&audio.join("short.wav"), 8000, &tone(8000, 0.5));
+    });
+    let session = open_session(&server);
+    let ack = session.in_dialog(&server, "sip-ack-from-umc.txt");
+    session
+        .sip
+        .send_to(ack.as_bytes(), server.sip)
+        .expect("ACK");
+    let ch = session.channel.clone();
+    let mut tcp = TcpStream::connect(server.mrcp).expect("MRCP connect");
+    let mut mbuf = Vec::new();
+    let uri_list = |uri: &str| Some(("text/uri-list", format!("{uri}\r\n")));
+
+    // A long play, queued behind it a short one.
+    let long = uri_list("long.wav");
+    tcp.write_all(&speak(&ch, 1, long.as_ref().map(|(t, b)| (*t, b.as_str()))))
+        .expect("SPEAK 1");
+    let r = read_until(&mut tcp, &mut mbuf, " 1 200 ", Duration::from_secs(10));
+    assert!(r.contains("IN-PROGRESS"), "{r}");
+    let short = uri_list("short.wav");
+    tcp.write_all(&speak(
+        &ch,
+        2,
+        short.as_ref().map(|(t, b)| (*t, b.as_str())),
+    ))
+    .expect("SPEAK 2");
+    let r = read_until(&mut tcp, &mut mbuf, " 2 200 ", Duration::from_secs(10));
+    assert!(r.contains("PENDING"), "the second SPEAK waits: {r}");
+
+    // PAUSE silences the stream; RESUME brings the tone back.
+    let (_, _, loud) = audio_rms(&session.rtp, Duration::from_millis(300));
+    assert!(loud > 0.3, "the long tone plays (packet rms {loud:.3})");
+    tcp.write_all(&request(&ch, "PAUSE", 3, "")).expect("PAUSE");
+    let r = read_until(&mut tcp, &mut mbuf, " 3 ", Duration::from_secs(5));
+    assert!(r.contains(" 3 200 COMPLETE"), "{r}");
+    let _ = audio_rms(&session.rtp, Duration::from_millis(150));
+    let (packets, _, _) = audio_rms(&session.rtp, Duration::from_millis(400));
+    assert!(packets <= 1, "no RTP while paused: {packets} packets");
+    tcp.write_all(&request(&ch, "RESUME", 4, ""))
+        .expect("RESUME");
+    let r = read_until(&mut tcp, &mut mbuf, " 4 ", Duration::from_secs(5));
+    assert!(r.contains(" 4 200 COMPLETE"), "{r}");
+    let (_, _, loud) = audio_rms(&session.rtp, Duration::from_millis(300));
+    assert!(
+        loud > 0.3,
+        "the tone is back after RESUME (packet rms {loud:.3})"
+    );
+
+    // STOP of SPEAK 1 only ends it without SPEAK-COMPLETE; the queued one then plays and
+    // completes.
+    tcp.write_all(&request(&ch, "STOP", 5, "Active-Request-Id-List: 1\r\n"))
+        .expect("STOP");
+    let r = read_until(&mut tcp, &mut mbuf, " 5 ", Duration::from_secs(5));
+    assert!(
+        r.contains(" 5 200 COMPLETE") && r.contains("Active-Request-Id-List: 1\r\n"),
+        "{r}"
+    );
+    let done = read_until(
+        &mut tcp,
+        &mut mbuf,
+        "SPEAK-COMPLETE",
+        Duration::from_secs(10),
+    );
+    assert!(
+        done.contains("SPEAK-COMPLETE 2 COMPLETE") && done.contains("000 normal"),
+        "no SPEAK-COMPLETE for the stopped SPEAK 1, then 2 completes: {done}"
+    );
+
+    // A STOP without a list stops everything: the active SPEAK and the queued ones.
+    let body = |b: &Option<(&'static str, String)>| b.as_ref().map(|(t, b)| (*t, b.clone()));
+    for id in [6, 7] {
+        let (t, b) = body(&long).expect("body");
+        tcp.write_all(&speak(&ch, id, Some((t, &b))))
+            .expect("SPEAK");
+        let _ = read_until(
+            &mut tcp,
+            &mut mbuf,
+            &format!(" {id} 200 "),
+            Duration::from_secs(10),
+        );
+    }
+    tcp.write_all(&request(&ch, "STOP", 8, ""))
+        .expect("STOP all");
+    let r = read_until(&mut tcp, &mut mbuf, " 8 ", Duration::from_secs(5));
+    assert!(
+        r.contains(" 8 200 COMPLETE") && r.contains("Active-Request-Id-List: 6,7"),
+        "{r}"
+    );
+    let _ = audio_rms(&session.rtp, Duration::from_millis(150));
+    let (_, _, loud) = audio_rms(&session.rtp, Duration::from_millis(400));
+    assert!(loud < 0.01, "silence after STOP (packet rms {loud:.3})");
+
+    // Malformed MRCP on a second connection gets its own error; this session is unaffected.
+    let mut junk = TcpStream::connect(server.mrcp).expect("connect");
+    junk.write_all(b"MRCP/2.0 99999999 SPEAK 9\r\n")
+        .expect("write");
+    let mut jbuf = Vec::new();
+    let r = read_until(&mut junk, &mut jbuf, " 9 504", Duration::from_secs(5));
+    assert!(
+        r.contains("COMPLETE"),
+        "oversized message answered 504: {r}"
+    );
+
+    // Dropping the control connection ends the session: the server sends BYE.
+    drop(tcp);
+    let mut buf = vec![0u8; 65536];
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        assert!(
+            Instant::now() < end,
+            "no BYE after the control connection dropped; log:\n{}",
+            server.log()
+        );
+        if let Ok((n, _)) = session.sip.recv_from(&mut buf) {
+            let t = String::from_utf8_lossy(&buf[..n]).to_string();
+            if t.starts_with("BYE ") {
+                break;
+            }
+        }
+    }
+}
+
+/// A body-less request on `channel` with `extra` header lines, with a correct message-length.
+fn request(channel: &str, method: &str, request_id: u32, extra: &str) -> Vec<u8> {
+    let rest = format!(" {method} {request_id}\r\nChannel-Identifier: {channel}\r\n{extra}\r\n");
+    let mut len = "MRCP/2.0 ".len() + rest.len();
+    loop {
+        let total = "MRCP/2.0 ".len() + len.to_string().len() + rest.len();
+        if total == len {
+            break;
+        }
+        len = total;
+    }
+    format!("MRCP/2.0 {len}{rest}").into_bytes()
 }

@@ -823,7 +823,8 @@ fn new_stream(
     }
 }
 
-/// The SDP of what this server can send, for OPTIONS (RFC 3264 §9).
+/// The SDP of what this server offers, for OPTIONS (RFC 3264 §9, RFC 6787 §7): its MRCPv2
+/// resources and the codecs it sends.
 fn options_sdp(shared: &Shared) -> String {
-    sdp::capabilities_sdp(shared.config.rtp_advertise(), "imss")
+    sdp::mrcp_capabilities_sdp(shared.config.rtp_advertise(), "imss", &mrcp::RESOURCES)
 }
