@@ -505,3 +505,43 @@ fn request(channel: &str, method: &str, request_id: u32, extra: &str) -> Vec<u8>
     }
     format!("MRCP/2.0 {len}{rest}").into_bytes()
 }
+
+#[test]
+fn a_session_whose_client_never_connects_is_hung_up() {
+    let server = start_server("mrcp.connect_timeout_s = 1", |_| {});
+    let session = open_session(&server);
+    let ack = session.in_dialog(&server, "sip-ack-from-umc.txt");
+    session
+        .sip
+        .send_to(ack.as_bytes(), server.sip)
+        .expect("ACK");
+    let started = Instant::now();
+    let mut buf = vec![0u8; 65536];
+    let bye = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "no BYE for an idle session"
+        );
+        if let Ok((n, _)) = session.sip.recv_from(&mut buf) {
+            let t = String::from_utf8_lossy(&buf[..n]).to_string();
+            if t.starts_with("BYE ") {
+                break t;
+            }
+        }
+    };
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "not before the timeout"
+    );
+    assert!(
+        bye.contains("Call-ID: eb6a0766-6216-1240-f1ab-b6f5632ca98f"),
+        "{bye}"
+    );
+    // The channel is gone: a late SPEAK on it is refused.
+    let mut tcp = TcpStream::connect(server.mrcp).expect("connect");
+    tcp.write_all(&speak(&session.channel, 1, None))
+        .expect("SPEAK");
+    let mut mbuf = Vec::new();
+    let r = read_until(&mut tcp, &mut mbuf, " 1 ", Duration::from_secs(5));
+    assert!(r.contains(" 1 405 COMPLETE"), "{r}");
+}

@@ -93,6 +93,9 @@ pub struct Mrcp {
     pub bind: IpAddr,
     /// TCP port of the MRCPv2 control channel.
     pub port: u16,
+    /// Seconds a session may wait for its first request on the control channel before the
+    /// server hangs up (a client that never connects would otherwise hold the call).
+    pub connect_timeout_s: u64,
 }
 
 impl Default for Mrcp {
@@ -100,6 +103,7 @@ impl Default for Mrcp {
         Self {
             bind: IpAddr::from([0, 0, 0, 0]),
             port: 8104,
+            connect_timeout_s: 30,
         }
     }
 }
@@ -390,6 +394,12 @@ impl Config {
             return Err(invalid(
                 "rtp.ptime_ms",
                 format!("{} ms is outside 10–60 ms", rtp.ptime_ms),
+            ));
+        }
+        if self.mrcp.connect_timeout_s == 0 {
+            return Err(invalid(
+                "mrcp.connect_timeout_s",
+                "must be at least 1 second".into(),
             ));
         }
         if let Some(p) = rtp.realtime_priority

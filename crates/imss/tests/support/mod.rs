@@ -85,7 +85,8 @@ pub fn free_rtp_port() -> u16 {
 }
 
 /// Starts the server. `prepare` fills the audio root before start; `extra_toml` is appended
-/// to a config that binds everything on 127.0.0.1 with ephemeral SIP and HTTP ports.
+/// to a config that binds everything on 127.0.0.1 with ephemeral SIP, HTTP and MRCP ports
+/// (its lines `mrcp.KEY = …` go into the `[mrcp]` table).
 pub fn start_server(extra_toml: &str, prepare: impl FnOnce(&Path)) -> Server {
     let dir = tempfile::tempdir().expect("tempdir");
     let audio = dir.path().join("audio");
@@ -94,6 +95,14 @@ pub fn start_server(extra_toml: &str, prepare: impl FnOnce(&Path)) -> Server {
     // A private RTP range per server keeps parallel tests apart.
     let base = 20000 + (std::process::id() as u16 % 200) * 40 + (rand_u16() % 40) * 100;
     let base = base & !1;
+    // Keys of `extra_toml` that start with `mrcp.` go into the [mrcp] table.
+    let (mrcp_extra, extra): (Vec<&str>, Vec<&str>) =
+        extra_toml.lines().partition(|l| l.starts_with("mrcp."));
+    let mrcp_extra: String = mrcp_extra
+        .iter()
+        .map(|l| format!("{}\n", l.trim_start_matches("mrcp.")))
+        .collect();
+    let extra = extra.join("\n");
     let config = format!(
         r#"[general]
 name = "test"
@@ -107,12 +116,12 @@ port = 0
 [mrcp]
 bind = "127.0.0.1"
 port = 0
-[rtp]
+{mrcp_extra}[rtp]
 bind = "127.0.0.1"
 port_min = {base}
 port_max = {max}
 pacing_threads = 1
-{extra_toml}
+{extra}
 "#,
         data = dir.path().display(),
         max = base as u32 + 4000,

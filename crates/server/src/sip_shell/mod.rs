@@ -31,6 +31,8 @@ const MAX_TCP_BUFFER: usize = 128 * 1024;
 const MAX_DATAGRAM: usize = 65_535;
 /// How long shutdown waits for BYE transactions to finish.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
+/// How often sessions are checked for timeouts.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
 /// How long opening an outbound SIP/TCP connection may take.
 const OUTBOUND_CONNECT: Duration = Duration::from_secs(5);
 
@@ -79,6 +81,8 @@ enum ShellInput {
 
 /// A call's media: its ports, what it plays, and whether the pacing engine has it.
 struct Call {
+    /// When the INVITE arrived.
+    created: Instant,
     offer: Option<String>,
     /// MRCPv2 control channels of this dialog (RFC 6787); empty for a plain-SIP call.
     channels: Vec<imss_sip::sdp::ControlChannel>,
@@ -139,6 +143,7 @@ pub(crate) async fn run(
         input_tx,
     };
     let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
     loop {
         let deadline = shell
             .endpoint
@@ -175,6 +180,7 @@ pub(crate) async fn run(
             () = tokio::time::sleep_until(deadline) => {
                 shell.endpoint.handle_timeout(Instant::now());
             }
+            _ = housekeeping.tick() => shell.mrcp_housekeeping(Instant::now()),
             _ = shutdown.wait_for(|s| *s) => break,
         }
         shell.drain();
@@ -399,13 +405,7 @@ impl Shell {
                 if self.mrcp_stream_ended(Instant::now(), &call) {
                     return;
                 }
-                if let Some(c) = self.calls.get_mut(&call)
-                    && !c.hanging_up
-                {
-                    c.hanging_up = true;
-                    tracing::info!(call_id = ?call, "play finished; hanging up");
-                    self.endpoint.hangup(Instant::now(), call);
-                }
+                self.hang_up(Instant::now(), call, "play finished");
             }
             StreamEvent::Removed { id, packets, .. } => {
                 tracing::debug!(stream = id, packets, "stream removed");
@@ -493,6 +493,7 @@ impl Shell {
         self.calls.insert(
             call.clone(),
             Call {
+                created: now,
                 offer: Some(offer.clone()),
                 channels: Vec::new(),
                 stream_id,
@@ -739,6 +740,26 @@ impl Shell {
         }
         tracing::info!(call_id = ?call, remote = ?remote, "re-INVITE answered");
         self.endpoint.accept(now, call, answer.to_string());
+    }
+
+    /// Ends a call from the server's side: its media and control channels stop now, and the
+    /// BYE goes out (the call table entry goes when the BYE transaction ends).
+    fn hang_up(&mut self, now: Instant, call: CallId, why: &str) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if c.hanging_up {
+            return;
+        }
+        c.hanging_up = true;
+        if c.in_pacer {
+            c.in_pacer = false;
+            self.shared.pacer.remove(c.stream_id);
+        }
+        let channels = std::mem::take(&mut c.channels);
+        self.channels.remove_call(&channels);
+        tracing::info!(call_id = ?call, why, "hanging up");
+        self.endpoint.hangup(now, call);
     }
 
     fn end_call(&mut self, call: &CallId) {

@@ -145,6 +145,7 @@ impl Shell {
         let stream_id = self.next_stream;
         self.next_stream += 1;
         let mut c = Call {
+            created: now,
             offer: Some(offer),
             channels: negotiated.channels.clone(),
             stream_id,
@@ -318,6 +319,35 @@ pub(super) fn spawn_connection(
 pub(super) type Resolved = Result<Vec<PlayItem>, MediaFailure>;
 
 impl Shell {
+    /// Hangs up sessions whose client never used a control channel within
+    /// `mrcp.connect_timeout_s`.
+    pub(super) fn mrcp_housekeeping(&mut self, now: Instant) {
+        let limit = Duration::from_secs(self.shared.config.mrcp.connect_timeout_s);
+        let stale: Vec<CallId> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| {
+                !c.channels.is_empty()
+                    && !c.hanging_up
+                    && now.duration_since(c.created) >= limit
+                    && c.channels.iter().all(|ch| {
+                        self.channels
+                            .by_id
+                            .get(&ch.channel_id)
+                            .is_some_and(|x| x.conn.is_none())
+                    })
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for call in stale {
+            self.hang_up(
+                now,
+                call,
+                "no request on the MRCPv2 control channel in time",
+            );
+        }
+    }
+
     pub(super) fn mrcp_opened(&mut self, conn: u64, writer: mpsc::UnboundedSender<Vec<u8>>) {
         self.channels.writers.insert(conn, writer);
     }
@@ -334,13 +364,7 @@ impl Shell {
             .map(|c| c.call.clone())
             .collect();
         for call in calls {
-            if let Some(c) = self.calls.get_mut(&call)
-                && !c.hanging_up
-            {
-                c.hanging_up = true;
-                tracing::info!(call_id = ?call, "MRCPv2 control connection closed; hanging up");
-                self.endpoint.hangup(now, call);
-            }
+            self.hang_up(now, call, "MRCPv2 control connection closed");
         }
     }
 
