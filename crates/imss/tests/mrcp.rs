@@ -462,6 +462,24 @@ fn stop_pause_queue_and_a_dropped_control_connection() {
     let (_, _, loud) = audio_rms(&session.rtp, Duration::from_millis(400));
     assert!(loud < 0.01, "silence after STOP (packet rms {loud:.3})");
 
+    // BARGE-IN-OCCURRED stops a SPEAK (Kill-On-Barge-In defaults to true).
+    let (t, b) = body(&long).expect("body");
+    tcp.write_all(&speak(&ch, 9, Some((t, &b))))
+        .expect("SPEAK 9");
+    let _ = read_until(&mut tcp, &mut mbuf, " 9 200 ", Duration::from_secs(10));
+    let (_, _, loud) = audio_rms(&session.rtp, Duration::from_millis(300));
+    assert!(loud > 0.3, "SPEAK 9 plays (packet rms {loud:.3})");
+    tcp.write_all(&request(&ch, "BARGE-IN-OCCURRED", 10, ""))
+        .expect("BARGE-IN-OCCURRED");
+    let r = read_until(&mut tcp, &mut mbuf, " 10 ", Duration::from_secs(5));
+    assert!(
+        r.contains(" 10 200 COMPLETE") && r.contains("Active-Request-Id-List: 9"),
+        "{r}"
+    );
+    let _ = audio_rms(&session.rtp, Duration::from_millis(150));
+    let (_, _, loud) = audio_rms(&session.rtp, Duration::from_millis(400));
+    assert!(loud < 0.01, "silence after barge-in (packet rms {loud:.3})");
+
     // Malformed MRCP on a second connection gets its own error; this session is unaffected.
     let mut junk = TcpStream::connect(server.mrcp).expect("connect");
     junk.write_all(b"MRCP/2.0 99999999 SPEAK 9\r\n")
