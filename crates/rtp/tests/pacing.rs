@@ -249,7 +249,7 @@ fn finite_clip_arrives_whole_in_order_then_bye() {
     assert!((spacing - 20.0).abs() <= 1.0, "median spacing {spacing} ms");
 
     events.wait_for(Duration::from_secs(1), |e| {
-        *e == StreamEvent::Ended { id: 1 }
+        *e == StreamEvent::Ended { id: 1, playout: 0 }
     });
     // Nothing after the end.
     assert!(peer.receive(Duration::from_millis(300)).is_empty());
@@ -341,10 +341,10 @@ fn ptime_30_and_10() {
         "median spacing {s10} ms at ptime 10"
     );
     events.wait_for(Duration::from_secs(1), |e| {
-        *e == StreamEvent::Ended { id: 30 }
+        *e == StreamEvent::Ended { id: 30, playout: 0 }
     });
     events.wait_for(Duration::from_secs(1), |e| {
-        *e == StreamEvent::Ended { id: 10 }
+        *e == StreamEvent::Ended { id: 10, playout: 0 }
     });
     pacer.shutdown();
     assert_eq!(
@@ -443,7 +443,9 @@ fn many_streams_on_allocated_ports() {
         assert_eq!(payload, clip.bytes(Law::Pcmu));
     }
     for id in 0..40 {
-        events.wait_for(Duration::from_secs(1), |e| *e == StreamEvent::Ended { id });
+        events.wait_for(Duration::from_secs(1), |e| {
+            *e == StreamEvent::Ended { id, playout: 0 }
+        });
         pacer.remove(id);
     }
     for id in 0..40 {
@@ -608,7 +610,7 @@ fn replace_playout_restarts_an_ended_stream() {
     );
     let first = peer.receive(Duration::from_secs(1));
     events.wait_for(Duration::from_secs(1), |e| {
-        *e == StreamEvent::Ended { id: 3 }
+        *e == StreamEvent::Ended { id: 3, playout: 0 }
     });
     assert_eq!(first.len(), 10);
     let other = test_clip(3200);
@@ -631,9 +633,17 @@ fn replace_playout_restarts_an_ended_stream() {
         "timestamp kept pace with the idle time: {jump}"
     );
     events.wait_for(Duration::from_secs(1), |e| {
-        *e == StreamEvent::Ended { id: 3 }
+        *e == StreamEvent::Ended { id: 3, playout: 1 }
     });
-    assert_eq!(events.count(|e| *e == StreamEvent::Ended { id: 3 }), 2);
+    // The first playout's end and the replacement's end, told apart.
+    assert_eq!(
+        events.count(|e| *e == StreamEvent::Ended { id: 3, playout: 0 }),
+        1
+    );
+    assert_eq!(
+        events.count(|e| *e == StreamEvent::Ended { id: 3, playout: 1 }),
+        1
+    );
     pacer.shutdown();
 }
 
@@ -735,7 +745,7 @@ fn send_errors_are_counted_not_fatal() {
     let packets = live.receive(Duration::from_secs(2));
     assert_eq!(packets.len(), 25, "the healthy stream is unaffected");
     events.wait_for(Duration::from_secs(1), |e| {
-        *e == StreamEvent::Ended { id: 1 }
+        *e == StreamEvent::Ended { id: 1, playout: 0 }
     });
     let stats = pacer.stats();
     assert!(stats.send_errors >= 1, "{stats:?}");

@@ -97,6 +97,9 @@ pub enum StreamEvent {
     Ended {
         /// Stream id.
         id: u64,
+        /// Which playout ended: 0 for the one the stream was added with, n after the n-th
+        /// `replace_playout`. Lets the control plane tell a stale end from the current one.
+        playout: u64,
     },
     /// The stream sent its RTCP BYE and released its ports.
     Removed {

@@ -36,6 +36,8 @@ const MAX_RTCP_READS: usize = 4;
 /// One stream's state: what the per-slot loop touches, kept small.
 struct Stream {
     id: u64,
+    /// Playouts replaced so far (see `StreamEvent::Ended::playout`).
+    playout_generation: u64,
     next_due: u64,
     ptime_ms: u32,
     phase: u32,
@@ -258,6 +260,7 @@ impl Worker {
                 Command::Replace(id, playout) => {
                     if let Some(s) = self.stream_by_id(id) {
                         s.playout = *playout;
+                        s.playout_generation += 1;
                         if s.ended {
                             s.ended = false;
                             s.marker = true;
@@ -296,6 +299,7 @@ impl Worker {
             &mut self.rng,
         );
         let stream = Stream {
+            playout_generation: 0,
             id,
             next_due: due,
             ptime_ms,
@@ -486,7 +490,10 @@ impl Worker {
                         s.ended = true;
                         s.packetizer
                             .skip(((to_send - j) as u32).wrapping_mul(samples));
-                        (self.shared.on_event)(StreamEvent::Ended { id: s.id });
+                        (self.shared.on_event)(StreamEvent::Ended {
+                            id: s.id,
+                            playout: s.playout_generation,
+                        });
                         break;
                     }
                 }

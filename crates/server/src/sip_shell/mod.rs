@@ -83,6 +83,8 @@ enum ShellInput {
 struct Call {
     /// When the INVITE arrived.
     created: Instant,
+    /// Playouts replaced on the stream so far (matches `StreamEvent::Ended::playout`).
+    playouts: u64,
     offer: Option<String>,
     /// MRCPv2 control channels of this dialog (RFC 6787); empty for a plain-SIP call.
     channels: Vec<imss_sip::sdp::ControlChannel>,
@@ -396,13 +398,13 @@ impl Shell {
 
     fn handle_pacer_event(&mut self, ev: StreamEvent) {
         match ev {
-            StreamEvent::Ended { id } => {
+            StreamEvent::Ended { id, playout } => {
                 let Some(call) = self.by_stream.get(&id).cloned() else {
                     return;
                 };
                 // In an MRCPv2 session the end of the audio completes the SPEAK; the
                 // session goes on.
-                if self.mrcp_stream_ended(Instant::now(), &call) {
+                if self.mrcp_stream_ended(Instant::now(), &call, playout) {
                     return;
                 }
                 self.hang_up(Instant::now(), call, "play finished");
@@ -494,6 +496,7 @@ impl Shell {
             call.clone(),
             Call {
                 created: now,
+                playouts: 0,
                 offer: Some(offer.clone()),
                 channels: Vec::new(),
                 stream_id,
@@ -806,6 +809,15 @@ impl Shell {
         for id in ids {
             self.shared.pacer.remove(id);
         }
+    }
+}
+
+impl Call {
+    /// Replaces what the call's stream plays, counting playouts so that the end of a replaced
+    /// one is recognised as stale.
+    fn replace_playout(&mut self, pacer: &imss_rtp::pacing::Pacer, playout: Playout) {
+        self.playouts += 1;
+        pacer.replace_playout(self.stream_id, playout);
     }
 }
 

@@ -145,6 +145,7 @@ impl Shell {
         let stream_id = self.next_stream;
         self.next_stream += 1;
         let mut c = Call {
+            playouts: 0,
             created: now,
             offer: Some(offer),
             channels: negotiated.channels.clone(),
@@ -410,9 +411,10 @@ impl Shell {
                 return;
             };
             let call = channel.call.clone();
-            let Some(stream_id) = self.calls.get(&call).map(|c| c.stream_id) else {
+            let Some(c) = self.calls.get_mut(&call) else {
                 return;
             };
+            let stream_id = c.stream_id;
             let pacer = &self.shared.pacer;
             match command {
                 MediaCommand::Play {
@@ -422,7 +424,7 @@ impl Shell {
                 } => self.resolve_speak(channel_id, request_id, plan, settings),
                 MediaCommand::Stop { .. } => {
                     channel.playing = None;
-                    pacer.replace_playout(stream_id, idle_playout());
+                    c.replace_playout(pacer, idle_playout());
                 }
                 MediaCommand::Pause { .. } => pacer.pause(stream_id),
                 MediaCommand::Resume { .. } => pacer.resume(stream_id),
@@ -476,12 +478,12 @@ impl Shell {
         }
         match result {
             Ok(items) => {
-                let Some(stream_id) = self.calls.get(&channel.call).map(|c| c.stream_id) else {
+                let Some(c) = self.calls.get_mut(&channel.call) else {
                     return;
                 };
                 channel.playing = Some(request_id);
-                self.shared.pacer.replace_playout(
-                    stream_id,
+                c.replace_playout(
+                    &self.shared.pacer,
                     Playout::new(items, Repeat::Times(1), Duration::ZERO, limit),
                 );
             }
@@ -493,23 +495,28 @@ impl Shell {
         self.drain_channel(channel_id);
     }
 
-    /// The stream of an MRCPv2 session reached the end of what it was playing. Returns false
-    /// when `call` is not such a session.
-    pub(super) fn mrcp_stream_ended(&mut self, now: Instant, call: &CallId) -> bool {
-        let Some(c) = self.calls.get(call) else {
+    /// The stream of an MRCPv2 session reached the end of its `playout`-th playout. Returns
+    /// false when `call` is not such a session.
+    pub(super) fn mrcp_stream_ended(&mut self, now: Instant, call: &CallId, playout: u64) -> bool {
+        let Some(c) = self.calls.get_mut(call) else {
             return false;
         };
         if c.channels.is_empty() {
             return false;
         }
-        let stream_id = c.stream_id;
+        if c.playouts != playout {
+            // The end of a playout already replaced (stopped): nothing completed.
+            return true;
+        }
         let ids: Vec<String> = c.channels.iter().map(|c| c.channel_id.clone()).collect();
         for id in ids {
             let Some(channel) = self.channels.by_id.get_mut(&id) else {
                 continue;
             };
             if let Some(request_id) = channel.playing.take() {
-                self.shared.pacer.replace_playout(stream_id, idle_playout());
+                if let Some(c) = self.calls.get_mut(call) {
+                    c.replace_playout(&self.shared.pacer, idle_playout());
+                }
                 channel.synth.media_finished(now, request_id);
                 self.drain_channel(&id);
             }
