@@ -3,6 +3,24 @@
 use crate::ClientError;
 use imss_media::Law;
 use std::path::Path;
+use std::time::Duration;
+
+/// Decoded sample magnitude above which a packet counts as sound (about -54 dBFS): G.711
+/// silence decodes to 0 (μ-law) or 8 (A-law).
+pub const SOUND_THRESHOLD: u16 = 64;
+/// Most sound onsets and arrival gaps kept per call (a peer cannot make the lists grow
+/// without bound).
+pub const MAX_LANDMARKS: usize = 256;
+
+/// A pause in the arrival of packets: no packet arrived between `from_ns` and `to_ns`
+/// (kernel receive times, CLOCK_REALTIME ns).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArrivalGap {
+    /// Arrival of the last packet before the gap.
+    pub from_ns: i64,
+    /// Arrival of the first packet after it.
+    pub to_ns: i64,
+}
 
 /// Decoded 8 kHz audio of one call, each packet at its RTP timestamp relative to the first.
 ///
@@ -11,6 +29,10 @@ use std::path::Path;
 /// stream is anchored at its arrival time relative to the first packet, since its
 /// timestamps bear no relation to the old ones. The timeline is bounded by `max_samples`
 /// (a peer's timestamp jump cannot make it allocate without limit).
+///
+/// Besides the audio, a capture notes landmarks by arrival time: where sound starts after
+/// silence (a server's comfort silence before a SPEAK is not sound) and where packets stopped
+/// arriving for longer than the gap threshold (a PAUSE).
 #[derive(Debug)]
 pub struct AudioCapture {
     samples: Vec<i16>,
@@ -18,6 +40,11 @@ pub struct AudioCapture {
     anchor: Option<Anchor>,
     first_arrival_ns: i64,
     clipped: u64,
+    gap_threshold_ns: i64,
+    last_arrival_ns: Option<i64>,
+    sounding: bool,
+    onsets: Vec<i64>,
+    gaps: Vec<ArrivalGap>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -36,11 +63,58 @@ impl AudioCapture {
             anchor: None,
             first_arrival_ns: 0,
             clipped: 0,
+            gap_threshold_ns: 100_000_000,
+            last_arrival_ns: None,
+            sounding: false,
+            onsets: Vec::new(),
+            gaps: Vec::new(),
         }
+    }
+
+    /// Arrival intervals at least this long are noted as gaps (default 100 ms; a few packet
+    /// times is right).
+    pub fn set_gap_threshold(&mut self, threshold: Duration) {
+        self.gap_threshold_ns = i64::try_from(threshold.as_nanos()).unwrap_or(i64::MAX);
+    }
+
+    /// Arrival times (CLOCK_REALTIME ns) of packets carrying sound after silence or at the
+    /// start, in arrival order; at most [`MAX_LANDMARKS`].
+    pub fn onsets(&self) -> &[i64] {
+        &self.onsets
+    }
+
+    /// Arrival gaps of at least the gap threshold, in arrival order; at most
+    /// [`MAX_LANDMARKS`].
+    pub fn gaps(&self) -> &[ArrivalGap] {
+        &self.gaps
+    }
+
+    fn note_landmarks(&mut self, arrival_ns: i64, law: Law, payload: &[u8]) {
+        if let Some(last) = self.last_arrival_ns {
+            if arrival_ns - last >= self.gap_threshold_ns && self.gaps.len() < MAX_LANDMARKS {
+                self.gaps.push(ArrivalGap {
+                    from_ns: last,
+                    to_ns: arrival_ns,
+                });
+            }
+            if arrival_ns > last {
+                self.last_arrival_ns = Some(arrival_ns);
+            }
+        } else {
+            self.last_arrival_ns = Some(arrival_ns);
+        }
+        let sound = payload
+            .iter()
+            .any(|&b| law.decode(b).unsigned_abs() > SOUND_THRESHOLD);
+        if sound && !self.sounding && self.onsets.len() < MAX_LANDMARKS {
+            self.onsets.push(arrival_ns);
+        }
+        self.sounding = sound;
     }
 
     /// Decodes `payload` with `law` and writes it at the packet's timestamp.
     pub fn place(&mut self, ssrc: u32, ts: u32, arrival_ns: i64, law: Law, payload: &[u8]) {
+        self.note_landmarks(arrival_ns, law, payload);
         let anchor = match self.anchor {
             Some(a) if a.ssrc == ssrc => a,
             Some(_) => {
@@ -186,6 +260,53 @@ mod tests {
         c.place(2, 777_777, 1_100_000_000, law, &frame(law, 100, 160));
         assert_eq!(c.samples().len(), 800 + 160);
         assert!(c.samples()[160..800].iter().all(|&x| x == 0));
+    }
+
+    #[test]
+    fn sound_onsets_and_arrival_gaps_are_noted() {
+        let law = Law::Pcma;
+        let ms = 1_000_000i64;
+        let mut c = AudioCapture::new(80_000);
+        c.set_gap_threshold(Duration::from_millis(60));
+        let mut ts = 0u32;
+        let mut at = 1_000 * ms;
+        let mut send = |c: &mut AudioCapture, value: i16, gap_ms: i64| {
+            at += gap_ms * ms;
+            c.place(5, ts, at, law, &frame(law, value, 160));
+            ts = ts.wrapping_add(160);
+            at
+        };
+        // Comfort silence, then a tone, a 500 ms pause, the tone again, silence, a tone.
+        for _ in 0..5 {
+            send(&mut c, 0, 20);
+        }
+        let onset = send(&mut c, 8000, 20);
+        send(&mut c, 8000, 20);
+        let before_pause = send(&mut c, -8000, 20);
+        let after_pause = send(&mut c, 8000, 500);
+        send(&mut c, 0, 20);
+        let second = send(&mut c, 3000, 40);
+        assert_eq!(c.onsets(), &[onset, second]);
+        assert_eq!(
+            c.gaps(),
+            &[ArrivalGap {
+                from_ns: before_pause,
+                to_ns: after_pause
+            }]
+        );
+    }
+
+    #[test]
+    fn landmarks_are_bounded() {
+        let law = Law::Pcmu;
+        let mut c = AudioCapture::new(160);
+        c.set_gap_threshold(Duration::from_millis(1));
+        for i in 0..(3 * MAX_LANDMARKS as i64) {
+            let value = if i % 2 == 0 { 4000 } else { 0 };
+            c.place(1, 0, i * 10_000_000, law, &frame(law, value, 160));
+        }
+        assert_eq!(c.onsets().len(), MAX_LANDMARKS);
+        assert_eq!(c.gaps().len(), MAX_LANDMARKS);
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! The imss client: places SIP calls to a media server, receives their G.711 RTP and
-//! measures it. `imss call` uses [`place_call`] (one call, WAV output, a loss/jitter report)
-//! and `imss bench` uses [`run_bench`] (thousands of concurrent calls, percentiles, server CPU).
+//! measures it. `imss call` uses [`place_call`] (one call, WAV output, a loss/jitter report;
+//! with [`MrcpOptions`] an MRCPv2 session with a SPEAK) and `imss bench` uses [`run_bench`]
+//! (thousands of concurrent calls, percentiles, server CPU).
 //!
 //! This crate owns the UAC shell (one tokio UDP socket moving bytes for `imss_sip::uac`
-//! state machines, demultiplexed by Call-ID), the RTP receiver threads and the receiver
-//! statistics. It only receives media: it never sends RTP, and it must not reimplement SIP
-//! or SDP (that is `imss-sip`'s job) or G.711 (`imss-media`).
+//! state machines, demultiplexed by Call-ID), the MRCPv2 control connection of a call, the
+//! RTP receiver threads and the receiver statistics. It only receives media: it never sends
+//! RTP, and it must not reimplement SIP or SDP (that is `imss-sip`'s job), MRCP framing
+//! (`imss-mrcp`) or G.711 (`imss-media`).
 //!
 //! Hand-written here, because they are this crate's own job or its hot path:
 //! - the RFC 3550 appendix A receiver statistics (A.1 sequence tracking, A.3 loss, A.8
@@ -35,6 +37,7 @@ mod bench;
 mod call;
 pub mod capture;
 mod error;
+pub mod mrcp;
 pub mod net;
 pub mod procstat;
 pub mod receiver;
@@ -47,8 +50,9 @@ pub use bench::{
     BenchOptions, BenchReport, CallFailure, CpuFigures, LatencySummary, raise_open_files_limit,
     run_bench,
 };
-pub use call::{CallOptions, CallReport, place_call};
-pub use error::ClientError;
+pub use call::{CallOptions, CallReport, RtpGap, place_call};
+pub use error::{ClientError, Transcript};
+pub use mrcp::{MrcpOptions, SpeakBody};
 pub use target::SipTarget;
 
 use imss_media::Law;

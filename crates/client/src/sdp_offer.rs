@@ -2,7 +2,7 @@
 
 use crate::{ClientError, Codec};
 use imss_sip::sdp::{Direction, SessionDescription};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 /// RTP payload type offered for RFC 4733 telephone events.
@@ -10,21 +10,53 @@ pub const TELEPHONE_EVENT_PT: u8 = 101;
 
 /// A receive-only G.711 audio offer on `ip:port`, codecs in order of preference.
 pub fn offer(ip: IpAddr, port: u16, codecs: &[Codec], ptime_ms: u32, session_id: u64) -> String {
+    let mut s = session_header(ip, session_id);
+    s.push_str(&audio_section(port, codecs, ptime_ms));
+    s
+}
+
+/// An MRCPv2 session offer (RFC 6787 §4.2): a new control channel for `resource`
+/// (`a=setup:active`, `a=connection:new`, `a=cmid:1`) and the receive-only audio stream it
+/// controls (`a=mid:1`), as UniMRCP's client sends it.
+pub fn mrcp_offer(
+    ip: IpAddr,
+    port: u16,
+    codecs: &[Codec],
+    ptime_ms: u32,
+    session_id: u64,
+    resource: &str,
+) -> String {
+    let mut s = session_header(ip, session_id);
+    s.push_str(&format!(
+        "m=application 9 TCP/MRCPv2 1\r\n\
+         a=setup:active\r\n\
+         a=connection:new\r\n\
+         a=resource:{resource}\r\n\
+         a=cmid:1\r\n"
+    ));
+    s.push_str(&audio_section(port, codecs, ptime_ms));
+    s.push_str("a=mid:1\r\n");
+    s
+}
+
+fn session_header(ip: IpAddr, session_id: u64) -> String {
     let ip_ver = if ip.is_ipv4() { "IP4" } else { "IP6" };
+    format!(
+        "v=0\r\n\
+         o=imss-client {session_id} 1 IN {ip_ver} {ip}\r\n\
+         s=imss call\r\n\
+         c=IN {ip_ver} {ip}\r\n\
+         t=0 0\r\n"
+    )
+}
+
+fn audio_section(port: u16, codecs: &[Codec], ptime_ms: u32) -> String {
     let mut fmts: Vec<String> = codecs
         .iter()
         .map(|c| c.payload_type().to_string())
         .collect();
     fmts.push(TELEPHONE_EVENT_PT.to_string());
-    let mut s = format!(
-        "v=0\r\n\
-         o=imss-client {session_id} 1 IN {ip_ver} {ip}\r\n\
-         s=imss call\r\n\
-         c=IN {ip_ver} {ip}\r\n\
-         t=0 0\r\n\
-         m=audio {port} RTP/AVP {}\r\n",
-        fmts.join(" ")
-    );
+    let mut s = format!("m=audio {port} RTP/AVP {}\r\n", fmts.join(" "));
     for c in codecs {
         s.push_str(&format!(
             "a=rtpmap:{} {}/8000\r\n",
@@ -39,6 +71,67 @@ pub fn offer(ip: IpAddr, port: u16, codecs: &[Codec], ptime_ms: u32, session_id:
          a=recvonly\r\n"
     ));
     s
+}
+
+/// The control channel the server granted in its answer (RFC 6787 §4.2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControlAnswer {
+    /// Where to open the TCP control connection: the answer's `c=` address and the port of
+    /// its `m=application` line.
+    pub addr: SocketAddr,
+    /// The `a=channel` identifier, e.g. `32AECB23433801@speechsynth`.
+    pub channel: String,
+}
+
+/// Reads the control channel for `resource` from the SDP of a 200 OK.
+pub fn read_control_answer(sdp: &str, resource: &str) -> Result<ControlAnswer, ClientError> {
+    let bad = |d: String| ClientError::BadAnswer(d);
+    let desc: SessionDescription = sdp.parse().map_err(|e| bad(format!("{e}")))?;
+    let app = desc
+        .media
+        .iter()
+        .find(|m| {
+            m.media.eq_ignore_ascii_case("application")
+                && m.proto.to_ascii_uppercase().ends_with("MRCPV2")
+        })
+        .ok_or_else(|| {
+            bad("no MRCPv2 control channel (m=application ... TCP/MRCPv2) in the answer".into())
+        })?;
+    if app.port == 0 {
+        return Err(bad(format!(
+            "the server declined the {resource} resource (m=application port 0)"
+        )));
+    }
+    if !app.proto.eq_ignore_ascii_case("TCP/MRCPv2") {
+        return Err(bad(format!(
+            "control channel over {} is not supported by this client (TCP/MRCPv2 only)",
+            app.proto
+        )));
+    }
+    let channel = app
+        .attribute("channel")
+        .flatten()
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| ClientError::MissingChannel {
+            resource: resource.to_string(),
+        })?;
+    let granted = channel.rsplit_once('@').map(|(_, r)| r);
+    if !granted.is_some_and(|r| r.eq_ignore_ascii_case(resource)) {
+        return Err(bad(format!(
+            "a=channel:{channel} is not a {resource} channel"
+        )));
+    }
+    let ip = app
+        .connection
+        .as_ref()
+        .or(desc.connection.as_ref())
+        .and_then(|c| c.ip())
+        .ok_or_else(|| bad("no usable c= address for the control channel".into()))?;
+    Ok(ControlAnswer {
+        addr: SocketAddr::new(ip, app.port),
+        channel: channel.to_string(),
+    })
 }
 
 /// What the client uses from the server's answer.
@@ -115,6 +208,69 @@ mod tests {
         assert!(o.contains("c=IN IP4 127.0.0.1\r\n"));
         let v6 = offer("::1".parse().expect("ip"), 40002, &[Codec::Pcmu], 20, 1);
         assert!(v6.contains("c=IN IP6 ::1\r\n"));
+    }
+
+    #[test]
+    fn mrcp_offer_has_the_control_channel_and_the_audio_it_controls() {
+        let ip: IpAddr = "127.0.0.1".parse().expect("ip");
+        let o = mrcp_offer(ip, 40000, &[Codec::Pcmu, Codec::Pcma], 20, 7, "speechsynth");
+        let d: SessionDescription = o.parse().expect("valid SDP");
+        assert_eq!(d.media.len(), 2);
+        let app = &d.media[0];
+        assert_eq!(
+            (app.media.as_str(), app.port, app.proto.as_str()),
+            ("application", 9, "TCP/MRCPv2")
+        );
+        assert_eq!(app.formats, vec!["1"]);
+        for (name, value) in [
+            ("setup", "active"),
+            ("connection", "new"),
+            ("resource", "speechsynth"),
+            ("cmid", "1"),
+        ] {
+            assert_eq!(app.attribute(name), Some(Some(value)), "a={name}");
+        }
+        let audio = &d.media[1];
+        assert_eq!(audio.port, 40000);
+        assert_eq!(audio.formats, vec!["0", "8", "101"]);
+        assert_eq!(audio.direction(), Some(Direction::RecvOnly));
+        assert_eq!(audio.attribute("mid"), Some(Some("1")));
+    }
+
+    const UNIMRCP_ANSWER: &str = "v=0\r\no=UniMRCPServer 1 2 IN IP4 192.0.2.2\r\ns=-\r\n\
+        c=IN IP4 127.0.0.1\r\nt=0 0\r\nm=application 1544 TCP/MRCPv2 1\r\na=setup:passive\r\n\
+        a=connection:new\r\na=channel:bec57cd70a2f4130@speechsynth\r\na=cmid:1\r\n\
+        m=audio 5000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=sendonly\r\na=ptime:20\r\na=mid:1\r\n";
+
+    #[test]
+    fn control_answer_of_unimrcp_server() {
+        let c = read_control_answer(UNIMRCP_ANSWER, "speechsynth").expect("answer");
+        assert_eq!(
+            c.addr,
+            "127.0.0.1:1544".parse::<SocketAddr>().expect("addr")
+        );
+        assert_eq!(c.channel, "bec57cd70a2f4130@speechsynth");
+        let audio = read_answer(UNIMRCP_ANSWER, &[Codec::Pcmu]).expect("audio");
+        assert_eq!(audio.direction, Direction::SendOnly);
+    }
+
+    #[test]
+    fn control_answers_that_cannot_be_used() {
+        let no_channel = UNIMRCP_ANSWER.replace("a=channel:bec57cd70a2f4130@speechsynth\r\n", "");
+        assert!(matches!(
+            read_control_answer(&no_channel, "speechsynth"),
+            Err(ClientError::MissingChannel { .. })
+        ));
+        let declined = UNIMRCP_ANSWER.replace("m=application 1544", "m=application 0");
+        let e = read_control_answer(&declined, "speechsynth").expect_err("port 0");
+        assert!(e.to_string().contains("declined"), "{e}");
+        let other = read_control_answer(UNIMRCP_ANSWER, "basicsynth").expect_err("resource");
+        assert!(other.to_string().contains("basicsynth"), "{other}");
+        let tls = UNIMRCP_ANSWER.replace("TCP/MRCPv2", "TCP/TLS/MRCPv2");
+        assert!(read_control_answer(&tls, "speechsynth").is_err());
+        let plain = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n\
+                     m=audio 20000 RTP/AVP 0\r\n";
+        assert!(read_control_answer(plain, "speechsynth").is_err());
     }
 
     #[test]

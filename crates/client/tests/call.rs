@@ -17,6 +17,7 @@ fn options(server: SocketAddr, seconds: f64, out: Option<PathBuf>) -> CallOption
         codecs: vec![Codec::Pcma, Codec::Pcmu],
         ptime_ms: 20,
         local_ip: "127.0.0.1".parse().expect("ip"),
+        mrcp: None,
     }
 }
 

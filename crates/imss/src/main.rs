@@ -37,12 +37,17 @@ enum Command {
         file: PathBuf,
     },
     /// Place one call, receive its RTP, report loss and jitter, optionally write a WAV.
+    ///
+    /// With --mrcp the call is an MRCPv2 session (RFC 6787): SPEAK on the granted channel,
+    /// PAUSE/RESUME/STOP at the given offsets, every MRCP message received printed.
     Call {
-        /// SIP URI, e.g. 'sip:annc@127.0.0.1:6060;play=x.wav' or 'sip:moh@127.0.0.1:6060'.
+        /// SIP URI, e.g. 'sip:annc@127.0.0.1:6060;play=x.wav', 'sip:moh@127.0.0.1:6060', or
+        /// with --mrcp 'sip:imss@127.0.0.1:6060'.
         uri: String,
-        /// Seconds to stay on the call (the server may hang up first).
-        #[arg(long, default_value_t = 5.0)]
-        seconds: f64,
+        /// Seconds to stay on the call (the server may hang up first); with --mrcp the limit
+        /// for the whole exchange up to SPEAK-COMPLETE. Default 5, with --mrcp 60.
+        #[arg(long)]
+        seconds: Option<f64>,
         /// Write the received audio here (8 kHz mono 16-bit WAV).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -58,6 +63,25 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Open an MRCPv2 session and SPEAK (needs --speak).
+        #[arg(long, requires = "speak")]
+        mrcp: bool,
+        /// What to SPEAK: a URI (file path, file://, source:NAME, http://...) sent as
+        /// text/uri-list, SSML (starting with '<'), or plain text.
+        #[arg(long, value_name = "URI|TEXT", requires = "mrcp")]
+        speak: Option<String>,
+        /// Send PAUSE this many ms after the SPEAK's IN-PROGRESS response.
+        #[arg(long, value_name = "MS", requires = "mrcp")]
+        pause_after: Option<u64>,
+        /// Send RESUME this many ms after the SPEAK's IN-PROGRESS response.
+        #[arg(long, value_name = "MS", requires = "mrcp")]
+        resume_after: Option<u64>,
+        /// Send STOP this many ms after the SPEAK's IN-PROGRESS response.
+        #[arg(long, value_name = "MS", requires = "mrcp")]
+        stop_after: Option<u64>,
+        /// MRCP resource to ask for.
+        #[arg(long, value_name = "NAME", default_value = "speechsynth")]
+        resource: String,
     },
     /// Load test: many concurrent calls to one URI.
     Bench {
@@ -128,7 +152,26 @@ fn main() -> Result<()> {
             ptime,
             local_ip,
             json,
+            mrcp,
+            speak,
+            pause_after,
+            resume_after,
+            stop_after,
+            resource,
         } => {
+            let ms = |v: Option<u64>| v.map(std::time::Duration::from_millis);
+            let mrcp = match (mrcp, speak) {
+                (true, Some(speak)) => Some(imss_client::MrcpOptions {
+                    speak,
+                    pause_after: ms(pause_after),
+                    resume_after: ms(resume_after),
+                    stop_after: ms(stop_after),
+                    resource,
+                }),
+                (true, None) => bail!("--mrcp needs --speak URI|TEXT"),
+                (false, _) => None,
+            };
+            let seconds = seconds.unwrap_or(if mrcp.is_some() { 60.0 } else { 5.0 });
             let opts = imss_client::CallOptions {
                 uri,
                 seconds,
@@ -136,6 +179,7 @@ fn main() -> Result<()> {
                 codecs: parse_codecs(&codecs)?,
                 ptime_ms: ptime,
                 local_ip,
+                mrcp,
             };
             let report = runtime()?
                 .block_on(imss_client::place_call(&opts))
