@@ -16,9 +16,14 @@ fn vector(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Rewrites a captured SIP message for this test's addresses and fixes its Content-Length.
+/// Rewrites a captured SIP message for this test's addresses (and a Call-ID of its own per
+/// RTP port) and fixes its Content-Length.
 fn retarget(msg: &str, server: SocketAddr, me: SocketAddr, rtp_port: u16) -> String {
     let msg = msg
+        .replace(
+            "eb6a0766-6216-1240-f1ab-b6f5632ca98f",
+            &format!("eb6a0766-{rtp_port}"),
+        )
         .replace("127.0.0.1:8060", &server.to_string())
         .replace("127.0.0.1:8062", &me.to_string())
         .replace("m=audio 4000 ", &format!("m=audio {rtp_port} "));
@@ -552,7 +557,7 @@ fn a_session_whose_client_never_connects_is_hung_up() {
         "not before the timeout"
     );
     assert!(
-        bye.contains("Call-ID: eb6a0766-6216-1240-f1ab-b6f5632ca98f"),
+        bye.contains(&format!("Call-ID: eb6a0766-{}", session.rtp_port)),
         "{bye}"
     );
     // The channel is gone: a late SPEAK on it is refused.
@@ -562,4 +567,82 @@ fn a_session_whose_client_never_connects_is_hung_up() {
     let mut mbuf = Vec::new();
     let r = read_until(&mut tcp, &mut mbuf, " 1 ", Duration::from_secs(5));
     assert!(r.contains(" 1 405 COMPLETE"), "{r}");
+}
+
+/// Open descriptors and threads of a process.
+fn fds_and_threads(pid: u32) -> (usize, usize) {
+    let count = |dir: String| std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+    (
+        count(format!("/proc/{pid}/fd")),
+        count(format!("/proc/{pid}/task")),
+    )
+}
+
+#[test]
+fn many_sessions_leak_no_sockets_or_threads() {
+    let server = start_server("", |audio| {
+        write_wav(&audio.join("short.wav"), 8000, &tone(8000, 0.1))
+    });
+    // One session first, so lazily created pools and threads exist before the baseline.
+    let run_session = |i: u32| {
+        let session = open_session(&server);
+        let ack = session.in_dialog(&server, "sip-ack-from-umc.txt");
+        session
+            .sip
+            .send_to(ack.as_bytes(), server.sip)
+            .expect("ACK");
+        let mut tcp = TcpStream::connect(server.mrcp).expect("MRCP connect");
+        let mut mbuf = Vec::new();
+        tcp.write_all(&speak(
+            &session.channel,
+            1,
+            Some(("text/uri-list", "short.wav\r\n")),
+        ))
+        .expect("SPEAK");
+        let done = read_until(
+            &mut tcp,
+            &mut mbuf,
+            "SPEAK-COMPLETE",
+            Duration::from_secs(10),
+        );
+        assert!(done.contains("000 normal"), "session {i}: {done}");
+        let bye = session.in_dialog(&server, "sip-bye-from-umc.txt");
+        session
+            .sip
+            .send_to(bye.as_bytes(), server.sip)
+            .expect("BYE");
+        let mut buf = vec![0u8; 65536];
+        let end = Instant::now() + Duration::from_secs(5);
+        loop {
+            assert!(Instant::now() < end, "session {i}: BYE not answered");
+            if let Ok((n, _)) = session.sip.recv_from(&mut buf) {
+                let t = String::from_utf8_lossy(&buf[..n]).to_string();
+                if t.starts_with("SIP/2.0 200") && t.contains(" BYE") {
+                    break;
+                }
+            }
+        }
+    };
+    run_session(0);
+    std::thread::sleep(Duration::from_millis(300));
+    let before = fds_and_threads(server.pid());
+    for i in 1..=150 {
+        run_session(i);
+    }
+    // Streams are released by the pacing threads within a packet time or two.
+    std::thread::sleep(Duration::from_millis(500));
+    let after = fds_and_threads(server.pid());
+    assert!(
+        after.0 <= before.0 + 2,
+        "descriptors before {} after {} sessions: {}",
+        before.0,
+        150,
+        after.0
+    );
+    assert!(
+        after.1 <= before.1 + 2,
+        "threads before {} after: {}",
+        before.1,
+        after.1
+    );
 }
