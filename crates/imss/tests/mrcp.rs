@@ -16,14 +16,18 @@ fn vector(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Rewrites a captured SIP message for this test's addresses (and a Call-ID of its own per
-/// RTP port) and fixes its Content-Length.
-fn retarget(msg: &str, server: SocketAddr, me: SocketAddr, rtp_port: u16) -> String {
+/// A Call-ID no other session of this test process uses.
+fn new_call_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("eb6a0766-{}-{n}", std::process::id())
+}
+
+/// Rewrites a captured SIP message for this test's addresses and Call-ID and fixes its
+/// Content-Length.
+fn retarget(msg: &str, server: SocketAddr, me: SocketAddr, rtp_port: u16, call_id: &str) -> String {
     let msg = msg
-        .replace(
-            "eb6a0766-6216-1240-f1ab-b6f5632ca98f",
-            &format!("eb6a0766-{rtp_port}"),
-        )
+        .replace("eb6a0766-6216-1240-f1ab-b6f5632ca98f", call_id)
         .replace("127.0.0.1:8060", &server.to_string())
         .replace("127.0.0.1:8062", &me.to_string())
         .replace("m=audio 4000 ", &format!("m=audio {rtp_port} "));
@@ -149,6 +153,7 @@ struct Session {
     me: SocketAddr,
     rtp: UdpSocket,
     rtp_port: u16,
+    call_id: String,
     channel: String,
     to_tag: String,
 }
@@ -161,7 +166,14 @@ fn open_session(server: &Server) -> Session {
     let rtp_port = free_rtp_port();
     let rtp = UdpSocket::bind(("127.0.0.1", rtp_port)).expect("bind rtp");
 
-    let invite = retarget(&vector("sip-invite-from-umc.txt"), server.sip, me, rtp_port);
+    let call_id = new_call_id();
+    let invite = retarget(
+        &vector("sip-invite-from-umc.txt"),
+        server.sip,
+        me,
+        rtp_port,
+        &call_id,
+    );
     sip.send_to(invite.as_bytes(), server.sip).expect("INVITE");
     let mut buf = vec![0u8; 65536];
     let end = Instant::now() + Duration::from_secs(5);
@@ -219,6 +231,7 @@ fn open_session(server: &Server) -> Session {
         me,
         rtp,
         rtp_port,
+        call_id,
         channel,
         to_tag,
     }
@@ -227,8 +240,14 @@ fn open_session(server: &Server) -> Session {
 impl Session {
     /// umc's ACK (or BYE) for this session.
     fn in_dialog(&self, server: &Server, vector_name: &str) -> String {
-        retarget(&vector(vector_name), server.sip, self.me, self.rtp_port)
-            .replace("Q8jF6rpvQmHpS", &self.to_tag)
+        retarget(
+            &vector(vector_name),
+            server.sip,
+            self.me,
+            self.rtp_port,
+            &self.call_id,
+        )
+        .replace("Q8jF6rpvQmHpS", &self.to_tag)
     }
 }
 
@@ -243,16 +262,22 @@ fn umc_session_speak_and_bye() {
         me,
         rtp,
         rtp_port,
+        call_id,
         channel,
         to_tag,
-        ..
     } = open_session(&server);
     let mut buf = vec![0u8; 65536];
     // umc opens the control connection and sends SPEAK at once, before its ACK.
     let mut tcp = TcpStream::connect(server.mrcp).expect("MRCP connect");
     tcp.write_all(&speak(&channel, 1, None)).expect("SPEAK");
-    let ack = retarget(&vector("sip-ack-from-umc.txt"), server.sip, me, rtp_port)
-        .replace("Q8jF6rpvQmHpS", &to_tag);
+    let ack = retarget(
+        &vector("sip-ack-from-umc.txt"),
+        server.sip,
+        me,
+        rtp_port,
+        &call_id,
+    )
+    .replace("Q8jF6rpvQmHpS", &to_tag);
     sip.send_to(ack.as_bytes(), server.sip).expect("ACK");
     let mut mbuf = Vec::new();
     let r = read_until(
@@ -327,8 +352,14 @@ fn umc_session_speak_and_bye() {
     );
 
     // BYE from umc; the channel is gone afterwards.
-    let bye = retarget(&vector("sip-bye-from-umc.txt"), server.sip, me, rtp_port)
-        .replace("Q8jF6rpvQmHpS", &to_tag);
+    let bye = retarget(
+        &vector("sip-bye-from-umc.txt"),
+        server.sip,
+        me,
+        rtp_port,
+        &call_id,
+    )
+    .replace("Q8jF6rpvQmHpS", &to_tag);
     sip.send_to(bye.as_bytes(), server.sip).expect("BYE");
     let end = Instant::now() + Duration::from_secs(5);
     loop {
@@ -356,7 +387,13 @@ fn umc_options_discovers_the_resources() {
     sip.set_read_timeout(Some(Duration::from_secs(3)))
         .expect("timeout");
     let me = sip.local_addr().expect("addr");
-    let options = retarget(&vector("sip-options-from-umc.txt"), server.sip, me, 0);
+    let options = retarget(
+        &vector("sip-options-from-umc.txt"),
+        server.sip,
+        me,
+        0,
+        &new_call_id(),
+    );
     sip.send_to(options.as_bytes(), server.sip)
         .expect("OPTIONS");
     let mut buf = vec![0u8; 65536];
@@ -557,7 +594,7 @@ fn a_session_whose_client_never_connects_is_hung_up() {
         "not before the timeout"
     );
     assert!(
-        bye.contains(&format!("Call-ID: eb6a0766-{}", session.rtp_port)),
+        bye.contains(&format!("Call-ID: {}", session.call_id)),
         "{bye}"
     );
     // The channel is gone: a late SPEAK on it is refused.
