@@ -9,11 +9,33 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 use support::*;
 
+/// A message captured from UniMRCP 1.8 (the copies the sip and mrcp crates test with).
 fn vector(name: &str) -> String {
+    let dir = if name.starts_with("sip-") {
+        "../sip/tests/vectors/unimrcp-1.8"
+    } else {
+        "../mrcp/tests/data"
+    };
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/interop/unimrcp-1.8")
+        .join(dir)
         .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Reads SIP messages on `sock` until one satisfies `want` (returned), failing with `what`
+/// after `limit`.
+fn wait_sip(sock: &UdpSocket, limit: Duration, what: &str, want: impl Fn(&str) -> bool) -> String {
+    let mut buf = vec![0u8; 65536];
+    let end = Instant::now() + limit;
+    loop {
+        assert!(Instant::now() < end, "{what}");
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            let t = String::from_utf8_lossy(&buf[..n]).to_string();
+            if want(&t) {
+                return t;
+            }
+        }
+    }
 }
 
 /// A Call-ID no other session of this test process uses.
@@ -26,8 +48,15 @@ fn new_call_id() -> String {
 /// Rewrites a captured SIP message for this test's addresses and Call-ID and fixes its
 /// Content-Length.
 fn retarget(msg: &str, server: SocketAddr, me: SocketAddr, rtp_port: u16, call_id: &str) -> String {
+    // Branches must be unique per request (RFC 3261 §8.1.1.7): a port the OS hands out again
+    // would otherwise make a new INVITE a retransmission of an old one.
+    let branch_tag: String = call_id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
     let msg = msg
         .replace("eb6a0766-6216-1240-f1ab-b6f5632ca98f", call_id)
+        .replace("branch=z9hG4bK", &format!("branch=z9hG4bK{branch_tag}x"))
         .replace("127.0.0.1:8060", &server.to_string())
         .replace("127.0.0.1:8062", &me.to_string())
         .replace("m=audio 4000 ", &format!("m=audio {rtp_port} "));
@@ -185,6 +214,10 @@ fn open_session(server: &Server) -> Session {
         );
         if let Ok((n, _)) = sip.recv_from(&mut buf) {
             let t = String::from_utf8_lossy(&buf[..n]).to_string();
+            // Only the answer to this INVITE (a reused port may still see another's).
+            if !t.contains(&call_id) {
+                continue;
+            }
             if t.starts_with("SIP/2.0 200") {
                 break t;
             }
@@ -266,7 +299,6 @@ fn umc_session_speak_and_bye() {
         channel,
         to_tag,
     } = open_session(&server);
-    let mut buf = vec![0u8; 65536];
     // umc opens the control connection and sends SPEAK at once, before its ACK.
     let mut tcp = TcpStream::connect(server.mrcp).expect("MRCP connect");
     tcp.write_all(&speak(&channel, 1, None)).expect("SPEAK");
@@ -361,16 +393,9 @@ fn umc_session_speak_and_bye() {
     )
     .replace("Q8jF6rpvQmHpS", &to_tag);
     sip.send_to(bye.as_bytes(), server.sip).expect("BYE");
-    let end = Instant::now() + Duration::from_secs(5);
-    loop {
-        assert!(Instant::now() < end, "BYE not answered");
-        if let Ok((n, _)) = sip.recv_from(&mut buf) {
-            let t = String::from_utf8_lossy(&buf[..n]).to_string();
-            if t.starts_with("SIP/2.0 200") && t.contains("BYE") {
-                break;
-            }
-        }
-    }
+    wait_sip(&sip, Duration::from_secs(5), "BYE not answered", |t| {
+        t.starts_with("SIP/2.0 200") && t.contains(" BYE")
+    });
     tcp.write_all(&speak(&channel, 4, Some(("text/plain", "hello"))))
         .expect("SPEAK 4");
     let r = read_until(&mut tcp, &mut mbuf, " 4 ", Duration::from_secs(5));
@@ -535,21 +560,12 @@ fn stop_pause_queue_and_a_dropped_control_connection() {
 
     // Dropping the control connection ends the session: the server sends BYE.
     drop(tcp);
-    let mut buf = vec![0u8; 65536];
-    let end = Instant::now() + Duration::from_secs(5);
-    loop {
-        assert!(
-            Instant::now() < end,
-            "no BYE after the control connection dropped; log:\n{}",
-            server.log()
-        );
-        if let Ok((n, _)) = session.sip.recv_from(&mut buf) {
-            let t = String::from_utf8_lossy(&buf[..n]).to_string();
-            if t.starts_with("BYE ") {
-                break;
-            }
-        }
-    }
+    wait_sip(
+        &session.sip,
+        Duration::from_secs(5),
+        "no BYE after the control connection dropped",
+        |t| t.starts_with("BYE "),
+    );
 }
 
 /// A body-less request on `channel` with `extra` header lines, with a correct message-length.
@@ -576,19 +592,12 @@ fn a_session_whose_client_never_connects_is_hung_up() {
         .send_to(ack.as_bytes(), server.sip)
         .expect("ACK");
     let started = Instant::now();
-    let mut buf = vec![0u8; 65536];
-    let bye = loop {
-        assert!(
-            started.elapsed() < Duration::from_secs(6),
-            "no BYE for an idle session"
-        );
-        if let Ok((n, _)) = session.sip.recv_from(&mut buf) {
-            let t = String::from_utf8_lossy(&buf[..n]).to_string();
-            if t.starts_with("BYE ") {
-                break t;
-            }
-        }
-    };
+    let bye = wait_sip(
+        &session.sip,
+        Duration::from_secs(6),
+        "no BYE for an idle session",
+        |t| t.starts_with("BYE "),
+    );
     assert!(
         started.elapsed() >= Duration::from_millis(900),
         "not before the timeout"
@@ -636,6 +645,8 @@ fn many_sessions_leak_no_sockets_or_threads() {
             Some(("text/uri-list", "short.wav\r\n")),
         ))
         .expect("SPEAK");
+        let r = read_until(&mut tcp, &mut mbuf, " 1 ", Duration::from_secs(10));
+        assert!(r.contains(" 1 200 IN-PROGRESS"), "session {i}: {r}");
         let done = read_until(
             &mut tcp,
             &mut mbuf,
@@ -648,17 +659,12 @@ fn many_sessions_leak_no_sockets_or_threads() {
             .sip
             .send_to(bye.as_bytes(), server.sip)
             .expect("BYE");
-        let mut buf = vec![0u8; 65536];
-        let end = Instant::now() + Duration::from_secs(5);
-        loop {
-            assert!(Instant::now() < end, "session {i}: BYE not answered");
-            if let Ok((n, _)) = session.sip.recv_from(&mut buf) {
-                let t = String::from_utf8_lossy(&buf[..n]).to_string();
-                if t.starts_with("SIP/2.0 200") && t.contains(" BYE") {
-                    break;
-                }
-            }
-        }
+        wait_sip(
+            &session.sip,
+            Duration::from_secs(5),
+            &format!("session {i}: BYE not answered"),
+            |t| t.starts_with("SIP/2.0 200") && t.contains(" BYE"),
+        );
     };
     run_session(0);
     std::thread::sleep(Duration::from_millis(300));

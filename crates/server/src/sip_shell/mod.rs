@@ -190,6 +190,27 @@ pub(crate) async fn run(
     shell.shut_down(&mut buf).await;
 }
 
+/// Splits a TCP connection: the read half for the caller, and a queue whose messages a
+/// writer task sends in order until the connection fails.
+fn split_with_writer(
+    stream: TcpStream,
+) -> (
+    tokio::net::tcp::OwnedReadHalf,
+    mpsc::UnboundedSender<Vec<u8>>,
+) {
+    let _ = stream.set_nodelay(true);
+    let (reader, mut writer) = stream.into_split();
+    let (wtx, mut wrx) = mpsc::unbounded_channel::<Vec<u8>>();
+    tokio::spawn(async move {
+        while let Some(bytes) = wrx.recv().await {
+            if writer.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+    });
+    (reader, wtx)
+}
+
 /// Starts the reader and writer tasks of one TCP connection; returns its writer queue.
 fn spawn_connection(
     conn: u64,
@@ -197,19 +218,10 @@ fn spawn_connection(
     stream: TcpStream,
     tx: mpsc::UnboundedSender<ShellInput>,
 ) -> mpsc::UnboundedSender<Vec<u8>> {
-    let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
-    let (wtx, mut wrx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let (mut reader, wtx) = split_with_writer(stream);
     let _ = tx.send(ShellInput::TcpOpened {
         conn,
         writer: wtx.clone(),
-    });
-    tokio::spawn(async move {
-        while let Some(bytes) = wrx.recv().await {
-            if writer.write_all(&bytes).await.is_err() {
-                break;
-            }
-        }
     });
     tokio::spawn(async move {
         let mut buf: Vec<u8> = Vec::with_capacity(4096);

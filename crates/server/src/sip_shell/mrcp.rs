@@ -256,20 +256,11 @@ pub(super) fn spawn_connection(
     tx: mpsc::UnboundedSender<ShellInput>,
 ) {
     use imss_mrcp::codec::{self, Check};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
-    let (wtx, mut wrx) = mpsc::unbounded_channel::<Vec<u8>>();
+    use tokio::io::AsyncReadExt;
+    let (mut reader, wtx) = super::split_with_writer(stream);
     let _ = tx.send(ShellInput::MrcpOpened {
         conn,
         writer: wtx.clone(),
-    });
-    tokio::spawn(async move {
-        while let Some(bytes) = wrx.recv().await {
-            if writer.write_all(&bytes).await.is_err() {
-                break;
-            }
-        }
     });
     tokio::spawn(async move {
         let mut buf: Vec<u8> = Vec::with_capacity(4096);
