@@ -689,3 +689,78 @@ fn many_sessions_leak_no_sockets_or_threads() {
         after.1
     );
 }
+
+/// Dominant frequency of the μ-law audio arriving on `rtp` during `span`, by zero crossings.
+fn received_frequency(rtp: &UdpSocket, span: Duration) -> f64 {
+    rtp.set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    let mut buf = [0u8; 2048];
+    let mut samples: Vec<i16> = Vec::new();
+    let end = Instant::now() + span;
+    while Instant::now() < end {
+        if let Ok(len) = rtp.recv(&mut buf)
+            && len > 12
+        {
+            samples.extend(buf[12..len].iter().map(|b| ulaw(*b)));
+        }
+    }
+    let crossings = samples
+        .windows(2)
+        .filter(|w| (w[0] < 0) != (w[1] < 0))
+        .count();
+    crossings as f64 / 2.0 / (samples.len().max(1) as f64 / 8000.0)
+}
+
+#[test]
+fn control_jumps_within_the_item_and_restarts() {
+    // 3 s at 500 Hz, then 3 s at 1,500 Hz: where the cursor is shows in the frequency.
+    let server = start_server("", |audio| {
+        let two_tones: Vec<f32> = (0..48_000)
+            .map(|i| {
+                let f = if i < 24_000 { 500.0 } else { 1500.0 };
+                (0.5 * (2.0 * std::f64::consts::PI * f * i as f64 / 8000.0).sin()) as f32
+            })
+            .collect();
+        write_wav(&audio.join("two.wav"), 8000, &two_tones);
+    });
+    let session = open_session(&server);
+    let ack = session.in_dialog(&server, "sip-ack-from-umc.txt");
+    session
+        .sip
+        .send_to(ack.as_bytes(), server.sip)
+        .expect("ACK");
+    let ch = session.channel.clone();
+    let mut tcp = TcpStream::connect(server.mrcp).expect("MRCP connect");
+    let mut mbuf = Vec::new();
+    tcp.write_all(&speak(&ch, 1, Some(("text/uri-list", "two.wav\r\n"))))
+        .expect("SPEAK");
+    let _ = read_until(&mut tcp, &mut mbuf, " 1 200 ", Duration::from_secs(10));
+    let _ = received_frequency(&session.rtp, Duration::from_millis(100));
+    let f = received_frequency(&session.rtp, Duration::from_millis(300));
+    assert!(
+        (450.0..550.0).contains(&f),
+        "plays the first tone ({f:.0} Hz)"
+    );
+
+    tcp.write_all(&request(&ch, "CONTROL", 2, "Jump-Size: +3 Second\r\n"))
+        .expect("CONTROL");
+    let r = read_until(&mut tcp, &mut mbuf, " 2 ", Duration::from_secs(5));
+    assert!(r.contains(" 2 200 COMPLETE"), "{r}");
+    let _ = received_frequency(&session.rtp, Duration::from_millis(100));
+    let f = received_frequency(&session.rtp, Duration::from_millis(300));
+    assert!(
+        (1400.0..1600.0).contains(&f),
+        "jumped 3 s into the second tone ({f:.0} Hz)"
+    );
+
+    tcp.write_all(&request(&ch, "CONTROL", 3, "Speak-Restart: true\r\n"))
+        .expect("CONTROL");
+    let r = read_until(&mut tcp, &mut mbuf, " 3 ", Duration::from_secs(5));
+    assert!(r.contains(" 3 200 COMPLETE"), "{r}");
+    let _ = received_frequency(&session.rtp, Duration::from_millis(100));
+    let f = received_frequency(&session.rtp, Duration::from_millis(300));
+    assert!(
+        (450.0..550.0).contains(&f),
+        "restarted at the first tone ({f:.0} Hz)"
+    );
+}

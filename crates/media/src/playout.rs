@@ -187,6 +187,41 @@ impl Playout {
         Fill::Audio
     }
 
+    /// Moves the cursor `delta` samples within the current item (negative: back), clamped to
+    /// the item's start and end (MRCP CONTROL Jump-Size). No effect on a live item, in a gap
+    /// or after the end.
+    pub fn seek(&mut self, delta: i64) {
+        let Phase::Item { index, offset } = self.phase else {
+            return;
+        };
+        let Some(&length) = self.lengths.get(index) else {
+            return;
+        };
+        if length == u64::MAX {
+            return;
+        }
+        let target = if delta >= 0 {
+            offset.saturating_add(delta.unsigned_abs()).min(length)
+        } else {
+            offset.saturating_sub(delta.unsigned_abs())
+        };
+        self.phase = Phase::Item {
+            index,
+            offset: target,
+        };
+    }
+
+    /// Starts the plan again from its first item (MRCP CONTROL Speak-Restart).
+    pub fn restart(&mut self) {
+        self.played = 0;
+        self.rounds_done = 0;
+        self.round_samples = 0;
+        self.phase = Phase::Item {
+            index: 0,
+            offset: 0,
+        };
+    }
+
     /// Samples of the plan played so far (gaps included, end padding excluded).
     pub fn played_samples(&self) -> u64 {
         self.played
@@ -263,6 +298,37 @@ mod tests {
 
     fn silence(law: Law, n: usize) -> Vec<u8> {
         vec![law.silence(); n]
+    }
+
+    #[test]
+    fn seek_moves_within_the_current_item_and_restart_starts_over() {
+        let a = ramp(1600, 0.0);
+        let b = ramp(800, 0.5);
+        let mut p = Playout::new(
+            vec![PlayItem::Clip(a.clone()), PlayItem::Clip(b.clone())],
+            Repeat::Times(1),
+            Duration::ZERO,
+            None,
+        );
+        let at = Instant::now();
+        let mut out = vec![0u8; 160];
+        assert_eq!(p.fill(Law::Pcmu, at, &mut out), Fill::Audio);
+        // Forward 400 samples: the next packet starts at sample 560 of `a`.
+        p.seek(400);
+        assert_eq!(p.fill(Law::Pcmu, at, &mut out), Fill::Audio);
+        assert_eq!(out, a.bytes(Law::Pcmu)[560..720]);
+        // Back beyond the start clamps to sample 0.
+        p.seek(-10_000);
+        assert_eq!(p.fill(Law::Pcmu, at, &mut out), Fill::Audio);
+        assert_eq!(out, a.bytes(Law::Pcmu)[0..160]);
+        // Forward beyond the end clamps to the end: the next packet is `b`.
+        p.seek(1_000_000);
+        assert_eq!(p.fill(Law::Pcmu, at, &mut out), Fill::Audio);
+        assert_eq!(out, b.bytes(Law::Pcmu)[0..160]);
+        p.restart();
+        assert_eq!(p.played_samples(), 0);
+        assert_eq!(p.fill(Law::Pcmu, at, &mut out), Fill::Audio);
+        assert_eq!(out, a.bytes(Law::Pcmu)[0..160]);
     }
 
     #[test]

@@ -204,6 +204,8 @@ pub(crate) enum Command {
     Pause(u64),
     Resume(u64),
     Replace(u64, Box<Playout>),
+    Seek(u64, i64),
+    Restart(u64),
     UpdateRemote(u64, Box<RemoteUpdate>),
 }
 
@@ -409,6 +411,16 @@ impl Pacer {
     /// Resumes sending; the first packet carries the marker bit.
     pub fn resume(&self, id: u64) {
         self.send_to(id, Command::Resume(id));
+    }
+
+    /// Moves the playout's cursor `delta_samples` within its current item (negative: back).
+    pub fn seek(&self, id: u64, delta_samples: i64) {
+        self.send_to(id, Command::Seek(id, delta_samples));
+    }
+
+    /// Starts the playout again from its beginning (an ended stream sends again).
+    pub fn restart(&self, id: u64) {
+        self.send_to(id, Command::Restart(id));
     }
 
     /// Replaces what the stream plays; an `Ended` stream starts sending again.

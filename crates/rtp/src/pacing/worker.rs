@@ -267,6 +267,20 @@ impl Worker {
                         }
                     }
                 }
+                Command::Seek(id, delta) => {
+                    if let Some(s) = self.stream_by_id(id) {
+                        s.playout.seek(delta);
+                    }
+                }
+                Command::Restart(id) => {
+                    if let Some(s) = self.stream_by_id(id) {
+                        s.playout.restart();
+                        if s.ended {
+                            s.ended = false;
+                            s.marker = true;
+                        }
+                    }
+                }
                 Command::UpdateRemote(id, update) => self.update_remote(id, &update, now_tick),
             }
         }

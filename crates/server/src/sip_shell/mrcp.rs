@@ -5,10 +5,10 @@ use super::{Call, Shell, ShellInput, new_stream};
 use crate::Shared;
 use crate::audio_root::{self, AudioPathError};
 use crate::tts::{self, TtsError};
-use imss_media::{PlayItem, Playout, Repeat};
+use imss_media::{PlayItem, Playout, Repeat, samples_in};
 use imss_mrcp::{
     CompletionCause, MediaCommand, MediaFailure, Message, PlanItem, PlayPlan, RequestId,
-    RequestState, SpeakSettings, StatusCode, SynthConfig, Synthesizer, names,
+    RequestState, SeekOffset, SpeakSettings, StatusCode, SynthConfig, Synthesizer, names,
 };
 use imss_sip::endpoint::CallId;
 use imss_sip::sdp::{
@@ -419,9 +419,20 @@ impl Shell {
                 }
                 MediaCommand::Pause { .. } => pacer.pause(stream_id),
                 MediaCommand::Resume { .. } => pacer.resume(stream_id),
+                MediaCommand::Seek { offset, .. } => {
+                    let delta = |d: Duration| i64::try_from(samples_in(d)).unwrap_or(i64::MAX);
+                    pacer.seek(
+                        stream_id,
+                        match offset {
+                            SeekOffset::Forward(d) => delta(d),
+                            SeekOffset::Backward(d) => -delta(d),
+                        },
+                    );
+                }
+                MediaCommand::Restart { .. } => pacer.restart(stream_id),
                 other => {
-                    // Seeking inside a playing plan needs a cursor command the pacing
-                    // engine does not have; the request itself was answered by the machine.
+                    // A new Speak-Length for the playing request needs a limit command the
+                    // pacing engine does not have; the request itself was answered.
                     tracing::info!(channel = channel_id, command = ?other, "media command not supported; ignored");
                 }
             }
