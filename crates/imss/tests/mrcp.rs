@@ -764,3 +764,45 @@ fn control_jumps_within_the_item_and_restarts() {
         "restarted at the first tone ({f:.0} Hz)"
     );
 }
+
+#[test]
+fn ssml_marks_are_reported_when_playback_reaches_them() {
+    let server = start_server("", |audio| {
+        write_wav(&audio.join("half.wav"), 8000, &tone(8000, 0.5))
+    });
+    let session = open_session(&server);
+    let ack = session.in_dialog(&server, "sip-ack-from-umc.txt");
+    session
+        .sip
+        .send_to(ack.as_bytes(), server.sip)
+        .expect("ACK");
+    let mut tcp = TcpStream::connect(server.mrcp).expect("MRCP connect");
+    let mut mbuf = Vec::new();
+    let ssml = r#"<?xml version="1.0"?><speak version="1.0" xml:lang="en-US" xmlns="http://www.w3.org/2001/10/synthesis"><audio src="half.wav"/><mark name="middle"/><audio src="half.wav"/></speak>"#;
+    tcp.write_all(&speak(
+        &session.channel,
+        1,
+        Some(("application/ssml+xml", ssml)),
+    ))
+    .expect("SPEAK");
+    let _ = read_until(&mut tcp, &mut mbuf, " 1 200 ", Duration::from_secs(10));
+    let started = Instant::now();
+    let marker = read_until(&mut tcp, &mut mbuf, "SPEECH-MARKER", Duration::from_secs(5));
+    let at = started.elapsed();
+    assert!(marker.contains("SPEECH-MARKER 1 IN-PROGRESS"), "{marker}");
+    assert!(
+        marker.contains("Speech-Marker: timestamp=") && marker.contains(";middle"),
+        "{marker}"
+    );
+    assert!(
+        at >= Duration::from_millis(350) && at <= Duration::from_millis(900),
+        "the mark is half a second into the audio, reported after {at:?}"
+    );
+    let done = read_until(
+        &mut tcp,
+        &mut mbuf,
+        "SPEAK-COMPLETE",
+        Duration::from_secs(5),
+    );
+    assert!(done.contains("000 normal"), "{done}");
+}

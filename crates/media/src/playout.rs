@@ -14,7 +14,13 @@ pub enum PlayItem {
     Live(Arc<LiveRing>),
     /// Silence of the given length (rounded to whole samples).
     Silence(Duration),
+    /// A point in the plan (SSML `<mark>`): takes no time; reaching it is reported by
+    /// [`Playout::take_mark`] with this number.
+    Mark(u32),
 }
+
+/// Marks reached within one packet that are kept until taken; more are dropped.
+const PENDING_MARKS: usize = 8;
 
 /// How many times a plan's item list plays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +62,9 @@ pub struct Playout {
     /// Samples the current round has produced, to stop a plan of empty items looping.
     round_samples: u64,
     phase: Phase,
+    /// Marks reached and not yet taken (fixed capacity: `fill` must not allocate).
+    marks: [u32; PENDING_MARKS],
+    marks_len: usize,
 }
 
 impl Playout {
@@ -74,6 +83,7 @@ impl Playout {
                 PlayItem::Clip(clip) => clip.samples() as u64,
                 PlayItem::Live(_) => u64::MAX,
                 PlayItem::Silence(d) => samples_in(*d),
+                PlayItem::Mark(_) => 0,
             })
             .collect();
         let phase = if repeat == Repeat::Times(0) {
@@ -94,6 +104,8 @@ impl Playout {
             rounds_done: 0,
             round_samples: 0,
             phase,
+            marks: [0; PENDING_MARKS],
+            marks_len: 0,
         }
     }
 
@@ -157,6 +169,12 @@ impl Playout {
                             dst.copy_from_slice(&clip.bytes(law)[start..start + n]);
                         }
                         PlayItem::Silence(_) => dst.fill(law.silence()),
+                        PlayItem::Mark(mark) => {
+                            if self.marks_len < PENDING_MARKS {
+                                self.marks[self.marks_len] = *mark;
+                                self.marks_len += 1;
+                            }
+                        }
                         PlayItem::Live(ring) => {
                             // A lost block is silence; `read` has already written it.
                             let _ = ring.read(law, ring.position_at(at) + written as u64, dst);
@@ -209,6 +227,17 @@ impl Playout {
             index,
             offset: target,
         };
+    }
+
+    /// The oldest mark reached by `fill` and not taken yet.
+    pub fn take_mark(&mut self) -> Option<u32> {
+        if self.marks_len == 0 {
+            return None;
+        }
+        let first = self.marks[0];
+        self.marks.copy_within(1..self.marks_len, 0);
+        self.marks_len -= 1;
+        Some(first)
     }
 
     /// Starts the plan again from its first item (MRCP CONTROL Speak-Restart).
@@ -298,6 +327,34 @@ mod tests {
 
     fn silence(law: Law, n: usize) -> Vec<u8> {
         vec![law.silence(); n]
+    }
+
+    #[test]
+    fn marks_are_reported_in_the_packet_that_reaches_them() {
+        let a = ramp(240, 0.0);
+        let mut p = Playout::new(
+            vec![
+                PlayItem::Mark(7),
+                PlayItem::Clip(a.clone()),
+                PlayItem::Mark(8),
+                PlayItem::Mark(9),
+                PlayItem::Clip(a),
+            ],
+            Repeat::Times(1),
+            Duration::ZERO,
+            None,
+        );
+        let at = Instant::now();
+        let mut out = vec![0u8; 160];
+        assert_eq!(p.fill(Law::Pcmu, at, &mut out), Fill::Audio);
+        assert_eq!(p.take_mark(), Some(7));
+        assert_eq!(p.take_mark(), None, "marks 8 and 9 come at sample 240");
+        assert_eq!(p.fill(Law::Pcmu, at, &mut out), Fill::Audio);
+        assert_eq!(
+            (p.take_mark(), p.take_mark(), p.take_mark()),
+            (Some(8), Some(9), None)
+        );
+        assert_eq!(p.played_samples(), 320, "marks take no time");
     }
 
     #[test]

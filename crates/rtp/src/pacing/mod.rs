@@ -101,6 +101,15 @@ pub enum StreamEvent {
         /// `replace_playout`. Lets the control plane tell a stale end from the current one.
         playout: u64,
     },
+    /// The playout reached a mark (`PlayItem::Mark`) in the packet built now.
+    Mark {
+        /// Stream id.
+        id: u64,
+        /// Which playout (as in `Ended`).
+        playout: u64,
+        /// The mark's number.
+        mark: u32,
+    },
     /// The stream sent its RTCP BYE and released its ports.
     Removed {
         /// Stream id.

@@ -493,7 +493,15 @@ impl Worker {
                 let at = base + Duration::from_millis(due);
                 let buf = &mut bufs.packets[built];
                 let payload = &mut buf[HEADER_LEN..HEADER_LEN + samples as usize];
-                match s.playout.fill(s.law, at, payload) {
+                let fill = s.playout.fill(s.law, at, payload);
+                while let Some(mark) = s.playout.take_mark() {
+                    (self.shared.on_event)(StreamEvent::Mark {
+                        id: s.id,
+                        playout: s.playout_generation,
+                        mark,
+                    });
+                }
+                match fill {
                     Fill::Audio => {
                         bufs.lens[built] =
                             s.packetizer.write_header(samples as usize, s.marker, buf);

@@ -421,6 +421,11 @@ impl Shell {
                 }
                 self.hang_up(Instant::now(), call, "play finished");
             }
+            StreamEvent::Mark { id, playout, mark } => {
+                if let Some(call) = self.by_stream.get(&id).cloned() {
+                    self.mrcp_mark(Instant::now(), &call, playout, mark);
+                }
+            }
             StreamEvent::Removed { id, packets, .. } => {
                 tracing::debug!(stream = id, packets, "stream removed");
             }

@@ -33,6 +33,8 @@ pub(super) struct Channel {
     conn: Option<u64>,
     /// The SPEAK whose audio the stream is playing now.
     playing: Option<RequestId>,
+    /// Names of the marks in that SPEAK's plan, by `PlayItem::Mark` number.
+    marks: Vec<String>,
 }
 
 /// The control channels of every MRCPv2 session, by Channel-Identifier, and the control
@@ -56,6 +58,7 @@ impl Channels {
                 synth: Synthesizer::new(c.channel_id.clone(), SynthConfig::default()),
                 conn: None,
                 playing: None,
+                marks: Vec::new(),
             },
         );
     }
@@ -307,8 +310,9 @@ pub(super) fn spawn_connection(
     });
 }
 
-/// What a SPEAK's play plan became once its files were read and its text spoken.
-pub(super) type Resolved = Result<Vec<PlayItem>, MediaFailure>;
+/// What a SPEAK's play plan became once its files were read and its text spoken: the items
+/// and the names of its marks.
+pub(super) type Resolved = Result<(Vec<PlayItem>, Vec<String>), MediaFailure>;
 
 impl Shell {
     /// Hangs up sessions whose client never used a control channel within
@@ -479,11 +483,12 @@ impl Shell {
             return;
         }
         match result {
-            Ok(items) => {
+            Ok((items, marks)) => {
                 let Some(c) = self.calls.get_mut(&channel.call) else {
                     return;
                 };
                 channel.playing = Some(request_id);
+                channel.marks = marks;
                 c.replace_playout(
                     &self.shared.pacer,
                     Playout::new(items, Repeat::Times(1), Duration::ZERO, limit),
@@ -495,6 +500,35 @@ impl Shell {
             }
         }
         self.drain_channel(channel_id);
+    }
+
+    /// The stream of an MRCPv2 session reached mark number `mark` of its `playout`-th playout:
+    /// SPEECH-MARKER.
+    pub(super) fn mrcp_mark(&mut self, now: Instant, call: &CallId, playout: u64, mark: u32) {
+        let Some(c) = self.calls.get(call) else {
+            return;
+        };
+        if c.playouts != playout {
+            return;
+        }
+        let ntp = imss_rtp::rtcp::NtpTime::from_system_time(std::time::SystemTime::now()).0;
+        let ids: Vec<String> = c.channels.iter().map(|c| c.channel_id.clone()).collect();
+        for id in ids {
+            let Some(channel) = self.channels.by_id.get_mut(&id) else {
+                continue;
+            };
+            let (Some(request_id), Some(name)) = (
+                channel.playing,
+                usize::try_from(mark)
+                    .ok()
+                    .and_then(|m| channel.marks.get(m)),
+            ) else {
+                continue;
+            };
+            let name = name.clone();
+            channel.synth.mark_reached(now, request_id, &name, ntp);
+            self.drain_channel(&id);
+        }
     }
 
     /// The stream of an MRCPv2 session reached the end of its `playout`-th playout. Returns
@@ -547,6 +581,7 @@ fn resolve_plan(shared: &Arc<Shared>, plan: PlayPlan, settings: &SpeakSettings) 
             })
     };
     let mut items = Vec::with_capacity(plan.len());
+    let mut marks = Vec::new();
     for item in plan {
         match item {
             PlanItem::Audio { uri, fallback } => match audio_item(shared, &uri) {
@@ -573,11 +608,15 @@ fn resolve_plan(shared: &Arc<Shared>, plan: PlayPlan, settings: &SpeakSettings) 
                 }
             }
             PlanItem::Break(d) => items.push(PlayItem::Silence(d)),
-            // Marks are not reported yet: the pacing engine has no mark events.
-            PlanItem::Mark(_) => {}
+            PlanItem::Mark(name) => {
+                items.push(PlayItem::Mark(
+                    u32::try_from(marks.len()).unwrap_or(u32::MAX),
+                ));
+                marks.push(name);
+            }
         }
     }
-    Ok(items)
+    Ok((items, marks))
 }
 
 /// One audio URI of a plan: `source:NAME` or a file under the audio root.
