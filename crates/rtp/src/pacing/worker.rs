@@ -190,7 +190,9 @@ impl Worker {
                 }
             }
             self.publish_stats();
-            tick = if self.commands().is_empty() {
+            // With streams to serve, wake every tick so that commands (a new SPEAK, RESUME,
+            // a jump) take effect within a millisecond; idle, sleep up to MAX_SLEEP_TICKS.
+            tick = if self.commands().is_empty() && self.streams.len == 0 {
                 self.wheel
                     .next_occupied(now_tick + 1, now_tick + 1 + MAX_SLEEP_TICKS)
             } else {
@@ -257,16 +259,7 @@ impl Worker {
                         s.marker = true;
                     }
                 }
-                Command::Replace(id, playout) => {
-                    if let Some(s) = self.stream_by_id(id) {
-                        s.playout = *playout;
-                        s.playout_generation += 1;
-                        if s.ended {
-                            s.ended = false;
-                            s.marker = true;
-                        }
-                    }
-                }
+                Command::Replace(id, playout) => self.replace(id, *playout, now_tick),
                 Command::Seek(id, delta) => {
                     if let Some(s) = self.stream_by_id(id) {
                         s.playout.seek(delta);
@@ -341,6 +334,34 @@ impl Worker {
             ptime_ms,
             "stream added"
         );
+    }
+
+    /// Gives stream `id` a new playout whose first packet goes out at the next tick, not at
+    /// the stream's next slot: a new SPEAK starts within a millisecond. It is a new talkspurt
+    /// (marker bit); the stream keeps the new slot.
+    fn replace(&mut self, id: u64, playout: Playout, now_tick: u64) {
+        let Some(&i) = self.by_id.get(&id) else {
+            return;
+        };
+        let Some(s) = self.streams.get_mut(i) else {
+            return;
+        };
+        s.playout = playout;
+        s.playout_generation += 1;
+        s.ended = false;
+        s.marker = true;
+        let (old_due, old_phase, ptime) = (s.next_due, s.phase, s.ptime_ms);
+        let due = now_tick + 1;
+        if s.paused || due >= old_due {
+            return;
+        }
+        let phase = (due % u64::from(ptime)) as u32;
+        s.next_due = due;
+        s.phase = phase;
+        self.wheel.remove(old_due, i);
+        self.wheel.insert(due, i);
+        self.load.remove(old_phase, ptime);
+        self.load.add(phase, ptime);
     }
 
     fn update_remote(&mut self, id: u64, u: &RemoteUpdate, now_tick: u64) {
