@@ -271,6 +271,12 @@ fn open_session(server: &Server) -> Session {
 }
 
 impl Session {
+    /// Sends umc's ACK for the 200 OK.
+    fn ack(&self, server: &Server) {
+        let ack = self.in_dialog(server, "sip-ack-from-umc.txt");
+        self.sip.send_to(ack.as_bytes(), server.sip).expect("ACK");
+    }
+
     /// umc's ACK (or BYE) for this session.
     fn in_dialog(&self, server: &Server, vector_name: &str) -> String {
         retarget(
@@ -440,11 +446,7 @@ fn stop_pause_queue_and_a_dropped_control_connection() {
         write_wav(&audio.join("short.wav"), 8000, &tone(8000, 0.5));
     });
     let session = open_session(&server);
-    let ack = session.in_dialog(&server, "sip-ack-from-umc.txt");
-    session
-        .sip
-        .send_to(ack.as_bytes(), server.sip)
-        .expect("ACK");
+    session.ack(&server);
     let ch = session.channel.clone();
     let mut tcp = TcpStream::connect(server.mrcp).expect("MRCP connect");
     let mut mbuf = Vec::new();
@@ -586,11 +588,7 @@ fn request(channel: &str, method: &str, request_id: u32, extra: &str) -> Vec<u8>
 fn a_session_whose_client_never_connects_is_hung_up() {
     let server = start_server("mrcp.connect_timeout_s = 1", |_| {});
     let session = open_session(&server);
-    let ack = session.in_dialog(&server, "sip-ack-from-umc.txt");
-    session
-        .sip
-        .send_to(ack.as_bytes(), server.sip)
-        .expect("ACK");
+    session.ack(&server);
     let started = Instant::now();
     let bye = wait_sip(
         &session.sip,
@@ -632,11 +630,7 @@ fn many_sessions_leak_no_sockets_or_threads() {
     // One session first, so lazily created pools and threads exist before the baseline.
     let run_session = |i: u32| {
         let session = open_session(&server);
-        let ack = session.in_dialog(&server, "sip-ack-from-umc.txt");
-        session
-            .sip
-            .send_to(ack.as_bytes(), server.sip)
-            .expect("ACK");
+        session.ack(&server);
         let mut tcp = TcpStream::connect(server.mrcp).expect("MRCP connect");
         let mut mbuf = Vec::new();
         tcp.write_all(&speak(
@@ -724,11 +718,7 @@ fn control_jumps_within_the_item_and_restarts() {
         write_wav(&audio.join("two.wav"), 8000, &two_tones);
     });
     let session = open_session(&server);
-    let ack = session.in_dialog(&server, "sip-ack-from-umc.txt");
-    session
-        .sip
-        .send_to(ack.as_bytes(), server.sip)
-        .expect("ACK");
+    session.ack(&server);
     let ch = session.channel.clone();
     let mut tcp = TcpStream::connect(server.mrcp).expect("MRCP connect");
     let mut mbuf = Vec::new();
@@ -771,11 +761,7 @@ fn ssml_marks_are_reported_when_playback_reaches_them() {
         write_wav(&audio.join("half.wav"), 8000, &tone(8000, 0.5))
     });
     let session = open_session(&server);
-    let ack = session.in_dialog(&server, "sip-ack-from-umc.txt");
-    session
-        .sip
-        .send_to(ack.as_bytes(), server.sip)
-        .expect("ACK");
+    session.ack(&server);
     let mut tcp = TcpStream::connect(server.mrcp).expect("MRCP connect");
     let mut mbuf = Vec::new();
     let ssml = r#"<?xml version="1.0"?><speak version="1.0" xml:lang="en-US" xmlns="http://www.w3.org/2001/10/synthesis"><audio src="half.wav"/><mark name="middle"/><audio src="half.wav"/></speak>"#;
