@@ -273,20 +273,7 @@ pub fn answer_audio(
         });
     }
 
-    let answer = SessionDescription {
-        origin: origin(p.addr, &p.username, p.session_id, p.session_version),
-        session_name: "-".into(),
-        connection: Some(Connection::for_ip(p.addr)),
-        // RFC 3264 §6: the answer's t= equals the offer's.
-        timing: if offer.timing.is_empty() {
-            vec![zero_timing()]
-        } else {
-            offer.timing.clone()
-        },
-        attributes: Vec::new(),
-        extra: Vec::new(),
-        media,
-    };
+    let answer = answer_envelope(offer, p, media);
     let negotiated = Negotiated {
         codec,
         payload_type,
@@ -311,7 +298,29 @@ fn parse_rtcp_attr(v: &str, default_ip: IpAddr) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
-pub(super) fn origin(addr: IpAddr, username: &str, id: u64, version: u64) -> Origin {
+/// The session-level part of an answer to `offer` around `media`: our o= and c=, and the
+/// offer's t= (RFC 3264 §6).
+pub(super) fn answer_envelope(
+    offer: &SessionDescription,
+    p: &AnswerParams,
+    media: Vec<MediaDescription>,
+) -> SessionDescription {
+    SessionDescription {
+        origin: origin(p.addr, &p.username, p.session_id, p.session_version),
+        session_name: "-".into(),
+        connection: Some(Connection::for_ip(p.addr)),
+        timing: if offer.timing.is_empty() {
+            vec![zero_timing()]
+        } else {
+            offer.timing.clone()
+        },
+        attributes: Vec::new(),
+        extra: Vec::new(),
+        media,
+    }
+}
+
+fn origin(addr: IpAddr, username: &str, id: u64, version: u64) -> Origin {
     let c = Connection::for_ip(addr);
     Origin {
         username: if username.is_empty() || username.contains(char::is_whitespace) {
@@ -327,7 +336,7 @@ pub(super) fn origin(addr: IpAddr, username: &str, id: u64, version: u64) -> Ori
     }
 }
 
-pub(super) fn zero_timing() -> Timing {
+fn zero_timing() -> Timing {
     Timing {
         value: "0 0".into(),
         repeats: Vec::new(),

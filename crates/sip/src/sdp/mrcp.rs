@@ -6,10 +6,10 @@
 //! keeps channel identifiers stable across re-offers and refuses, with port 0, what the
 //! server cannot grant while keeping the rest of the session.
 
-use super::answer::{origin, zero_timing};
+use super::answer::answer_envelope;
 use super::{
-    AnswerParams, Attribute, Connection, MediaDescription, Negotiated, NegotiationError,
-    SessionDescription, answer_audio, capabilities,
+    AnswerParams, Attribute, MediaDescription, Negotiated, NegotiationError, SessionDescription,
+    answer_audio, capabilities,
 };
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -164,21 +164,7 @@ pub fn answer_mrcp(
         return Err(NegotiationError::NoUsableResource(refusals.join("; ")));
     }
 
-    let a = &p.audio;
-    let answer = SessionDescription {
-        origin: origin(a.addr, &a.username, a.session_id, a.session_version),
-        session_name: "-".into(),
-        connection: Some(Connection::for_ip(a.addr)),
-        // RFC 3264 §6: the answer's t= equals the offer's.
-        timing: if offer.timing.is_empty() {
-            vec![zero_timing()]
-        } else {
-            offer.timing.clone()
-        },
-        attributes: Vec::new(),
-        extra: Vec::new(),
-        media,
-    };
+    let answer = answer_envelope(offer, &p.audio, media);
     let negotiated = MrcpNegotiated {
         audio: audio.map(|(_, n)| n),
         channels,
@@ -371,7 +357,7 @@ pub fn mrcp_capabilities_sdp(addr: IpAddr, username: &str, resources: &[&str]) -
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Codec, DEFAULT_PTIME_MS, Direction};
+    use super::super::{Codec, Connection, DEFAULT_PTIME_MS, Direction};
     use super::*;
     use proptest::prelude::*;
     use std::collections::HashSet;
