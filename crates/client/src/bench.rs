@@ -5,7 +5,11 @@
 //! [`ReceiverPool`] of two epoll threads, one slot per call. Every phase is bounded by a
 //! hard deadline computed up front, so a run stops by itself whatever the server does.
 
+use crate::bench_mrcp::{
+    BenchMrcp, CauseCount, ControlEvent, ControlSink, MrcpFigures, spawn_control,
+};
 use crate::call::percent;
+use crate::mrcp::SpeakBody;
 use crate::procstat::{self, CpuSample};
 use crate::receiver::{ReceiverPool, StreamSpec};
 use crate::sdp_offer;
@@ -60,6 +64,9 @@ pub struct BenchOptions {
     pub server_pid: Option<u32>,
     /// Local address for SIP and RTP.
     pub local_ip: IpAddr,
+    /// MRCPv2 sessions instead of plain calls: each INVITE offers a control channel, and
+    /// once answered the session SPEAKs this on it.
+    pub mrcp: Option<BenchMrcp>,
 }
 
 /// How many calls failed with one cause.
@@ -126,6 +133,11 @@ pub struct BenchReport {
     pub duration_seconds: f64,
     /// INVITE → 200 OK.
     pub setup_latency: LatencySummary,
+    /// Answers per second from the first INVITE to the last answer.
+    pub answers_per_second: f64,
+    /// The MRCPv2 figures of an `--mrcp` run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mrcp: Option<MrcpFigures>,
     /// Packets received (duplicates included), all calls.
     pub packets_received: u64,
     /// Packets expected from the sequence number ranges (RFC 3550 A.3), all calls.
@@ -189,9 +201,13 @@ impl fmt::Display for BenchReport {
         let l = &self.setup_latency;
         writeln!(
             f,
-            "set-up      p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-            l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms
+            "set-up      p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms \
+             (INVITE to 200 OK), {:.1} answers/s",
+            l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms, self.answers_per_second
         )?;
+        if let Some(m) = &self.mrcp {
+            writeln!(f, "{m}")?;
+        }
         writeln!(
             f,
             "packets     {} received, {} expected, {} lost ({:.3} %), {} duplicate, {} reordered",
@@ -269,6 +285,12 @@ struct BenchCall {
     phase: Phase,
     sockets: Option<(UdpSocket, Option<UdpSocket>)>,
     answered: bool,
+    /// When its INVITE left.
+    invited: Option<Instant>,
+    /// Dropping it ends the session's control task (MRCP runs).
+    control: Option<tokio::sync::oneshot::Sender<()>>,
+    /// When its SPEAK left: monotonic, and CLOCK_REALTIME ns.
+    speak_sent: Option<(Instant, i64)>,
 }
 
 /// Runs the load: `calls` calls started at `rate` per second, each held `seconds` after
@@ -276,7 +298,13 @@ struct BenchCall {
 pub async fn run_bench(opts: &BenchOptions) -> Result<BenchReport, ClientError> {
     validate(opts)?;
     let soft = raise_open_files_limit();
-    let with_rtcp = soft.is_none_or(|s| s >= 2 * opts.calls as u64 + FD_RESERVE);
+    // Sockets per call: RTP, RTCP and (MRCP) the control connection; the most calls up at
+    // once is bounded by the ramp rate times the time a call lives.
+    let per_call = if opts.mrcp.is_some() { 3 } else { 2 };
+    let concurrent = opts
+        .calls
+        .min((opts.rate * (opts.seconds + 2.0)).ceil() as usize);
+    let with_rtcp = soft.is_none_or(|s| s >= (per_call * concurrent) as u64 + FD_RESERVE);
     if !with_rtcp {
         tracing::warn!(
             limit = soft,
@@ -309,8 +337,21 @@ pub async fn run_bench(opts: &BenchOptions) -> Result<BenchReport, ClientError> 
             phase: Phase::Waiting,
             sockets: None,
             answered: false,
+            invited: None,
+            control: None,
+            speak_sent: None,
         })
         .collect();
+    let speak_body = opts
+        .mrcp
+        .as_ref()
+        .map(|m| Arc::new(SpeakBody::for_input(&m.speak)));
+    let (sink, mut control_rx) = ControlSink::new();
+    let mut control_failures: BTreeMap<String, usize> = BTreeMap::new();
+    let mut completions: BTreeMap<String, usize> = BTreeMap::new();
+    let (mut ready_ns, mut response_ns) = (Vec::new(), Vec::new());
+    let mut connected = 0usize;
+    let mut last_answer = t0;
     let mut by_id: HashMap<String, usize> = HashMap::with_capacity(opts.calls);
     let mut hangups: VecDeque<(Instant, usize)> = VecDeque::with_capacity(opts.calls);
     let mut setup_timeouts: VecDeque<(Instant, usize)> = VecDeque::with_capacity(opts.calls);
@@ -342,17 +383,29 @@ pub async fn run_bench(opts: &BenchOptions) -> Result<BenchReport, ClientError> 
             match net::bind_rtp_pair(opts.local_ip, with_rtcp) {
                 Ok((rtp, rtcp)) => {
                     let port = rtp.local_addr().map_or(0, |a| a.port());
-                    let offer = sdp_offer::offer(
-                        opts.local_ip,
-                        port,
-                        &BENCH_CODECS,
-                        BENCH_PTIME_MS,
-                        rand::random::<u32>().into(),
-                    );
+                    let session_id = rand::random::<u32>().into();
+                    let offer = match &opts.mrcp {
+                        Some(m) => sdp_offer::mrcp_offer(
+                            opts.local_ip,
+                            port,
+                            &BENCH_CODECS,
+                            BENCH_PTIME_MS,
+                            session_id,
+                            &m.resource,
+                        ),
+                        None => sdp_offer::offer(
+                            opts.local_ip,
+                            port,
+                            &BENCH_CODECS,
+                            BENCH_PTIME_MS,
+                            session_id,
+                        ),
+                    };
                     let sent = Instant::now();
                     let call_id = shell.start_call(&target.request_uri, offer).await;
                     by_id.insert(call_id.clone(), i);
                     calls[i].sockets = Some((rtp, rtcp));
+                    calls[i].invited = Some(sent);
                     calls[i].phase = Phase::Inviting { call_id, sent };
                     setup_timeouts.push_back((sent + SETUP_LIMIT, i));
                 }
@@ -382,6 +435,7 @@ pub async fn run_bench(opts: &BenchOptions) -> Result<BenchReport, ClientError> 
                 }
                 pool.close(i);
                 shell.hangup(&call_id).await;
+                calls[i].control = None;
                 calls[i].phase = Phase::Ending { call_id };
                 end_timeouts.push_back((now + TEARDOWN, i));
                 up -= 1;
@@ -438,7 +492,27 @@ pub async fn run_bench(opts: &BenchOptions) -> Result<BenchReport, ClientError> 
         if let Some(&(at, _)) = end_timeouts.front() {
             wake = wake.min(at);
         }
-        let ev = match shell.next(wake).await {
+        // What the control tasks reported.
+        while let Ok((i, ev)) = control_rx.try_recv() {
+            let call = &mut calls[i];
+            match ev {
+                ControlEvent::Connected { at } => {
+                    connected += 1;
+                    if let Some(sent) = call.invited {
+                        ready_ns.push(ns_between(sent, at));
+                    }
+                }
+                ControlEvent::SpeakSent { at, unix_ns } => call.speak_sent = Some((at, unix_ns)),
+                ControlEvent::Answered { at } => {
+                    if let Some((sent, _)) = call.speak_sent {
+                        response_ns.push(ns_between(sent, at));
+                    }
+                }
+                ControlEvent::Completed { cause } => *completions.entry(cause).or_default() += 1,
+                ControlEvent::Failed { cause } => *control_failures.entry(cause).or_default() += 1,
+            }
+        }
+        let ev = match shell.next_or_woken(wake, Some(sink.wake())).await {
             Step::Event(ev) => ev,
             Step::Deadline => continue,
             Step::Unreachable(e) => {
@@ -468,13 +542,28 @@ pub async fn run_bench(opts: &BenchOptions) -> Result<BenchReport, ClientError> 
                 };
                 let (call_id, sent) = (call_id.clone(), *sent);
                 settled += 1;
-                match sdp_offer::read_answer(&sdp, &BENCH_CODECS) {
-                    Ok(answer) => {
+                let answer =
+                    sdp_offer::read_answer(&sdp, &BENCH_CODECS).and_then(|a| match &opts.mrcp {
+                        Some(m) => {
+                            sdp_offer::read_control_answer(&sdp, &m.resource).map(|c| (a, Some(c)))
+                        }
+                        None => Ok((a, None)),
+                    });
+                match answer {
+                    Ok((answer, control)) => {
                         calls[i].answered = true;
-                        setup_ns.push(
-                            u64::try_from(ev.at.saturating_duration_since(sent).as_nanos())
-                                .unwrap_or(u64::MAX),
-                        );
+                        last_answer = ev.at;
+                        setup_ns.push(ns_between(sent, ev.at));
+                        if let (Some(c), Some(body), Some(m)) = (control, &speak_body, &opts.mrcp) {
+                            calls[i].control = Some(spawn_control(
+                                i,
+                                c.addr,
+                                c.channel,
+                                body.clone(),
+                                m.speak_after,
+                                sink.clone(),
+                            ));
+                        }
                         if let Some((rtp, rtcp)) = calls[i].sockets.take() {
                             let added = pool.add(StreamSpec {
                                 slot: i,
@@ -492,8 +581,15 @@ pub async fn run_bench(opts: &BenchOptions) -> Result<BenchReport, ClientError> 
                         up += 1;
                         peak = peak.max(up);
                     }
-                    Err(_) => {
-                        *failures.entry("bad answer".into()).or_default() += 1;
+                    Err(e) => {
+                        let cause = match &e {
+                            ClientError::MissingChannel { .. } => "answer without a=channel",
+                            ClientError::BadAnswer(d) if d.contains("port 0") => {
+                                "resource declined (port 0)"
+                            }
+                            _ => "bad answer",
+                        };
+                        *failures.entry(cause.into()).or_default() += 1;
                         shell.hangup(&call_id).await;
                         calls[i].phase = Phase::Ending { call_id };
                         calls[i].sockets = None;
@@ -529,6 +625,7 @@ pub async fn run_bench(opts: &BenchOptions) -> Result<BenchReport, ClientError> 
                         ));
                     }
                     ended_by_server += 1;
+                    calls[i].control = None;
                     pool.close(i);
                     calls[i].phase = Phase::Ending { call_id };
                     end_timeouts.push_back((Instant::now() + TEARDOWN, i));
@@ -537,6 +634,7 @@ pub async fn run_bench(opts: &BenchOptions) -> Result<BenchReport, ClientError> 
             }
             UacEvent::Terminated => {
                 by_id.remove(&ev.call_id);
+                calls[i].control = None;
                 if matches!(calls[i].phase, Phase::Up { .. }) {
                     up -= 1;
                     pool.close(i);
@@ -648,6 +746,38 @@ pub async fn run_bench(opts: &BenchOptions) -> Result<BenchReport, ClientError> 
 
     let answered = setup_ns.len();
     let failed_total: usize = failures.values().sum();
+    let mrcp = opts.mrcp.as_ref().map(|m| {
+        let mut audio_ns: Vec<u64> = calls
+            .iter()
+            .zip(&out.streams)
+            .filter_map(|(c, r)| {
+                let (_, sent) = c.speak_sent?;
+                let first = r.as_ref()?.first_sound_ns?;
+                u64::try_from(first - sent).ok()
+            })
+            .collect();
+        let counts = |m: BTreeMap<String, usize>| {
+            m.into_iter()
+                .map(|(cause, sessions)| CauseCount { cause, sessions })
+                .collect()
+        };
+        MrcpFigures {
+            resource: m.resource.clone(),
+            speak: m.speak.clone(),
+            connected,
+            session_ready: latency_summary(&mut ready_ns),
+            speak_response: latency_summary(&mut response_ns),
+            speaks_with_audio: audio_ns.len(),
+            speak_to_audio: latency_summary(&mut audio_ns),
+            speaks_sent: calls.iter().filter(|c| c.speak_sent.is_some()).count(),
+            completions: counts(completions),
+            control_failures: counts(control_failures),
+        }
+    });
+    for c in &mut calls {
+        c.control = None;
+    }
+    let answer_span = last_answer.saturating_duration_since(t0).as_secs_f64();
     Ok(BenchReport {
         uri: opts.uri.clone(),
         calls_attempted: opts.calls,
@@ -666,6 +796,12 @@ pub async fn run_bench(opts: &BenchOptions) -> Result<BenchReport, ClientError> 
         seconds: opts.seconds,
         duration_seconds: t_end.saturating_duration_since(t0).as_secs_f64(),
         setup_latency: latency_summary(&mut setup_ns),
+        answers_per_second: if answer_span > 0.0 {
+            answered as f64 / answer_span
+        } else {
+            0.0
+        },
+        mrcp,
         packets_received: rx,
         packets_expected: exp,
         packets_lost: lost,
@@ -703,6 +839,11 @@ fn cpu_pair(server_pid: Option<u32>) -> CpuPair {
 }
 
 /// Exact percentiles of set-up latencies (nearest rank).
+/// Nanoseconds from `a` to `b` (0 if `b` is earlier).
+fn ns_between(a: Instant, b: Instant) -> u64 {
+    u64::try_from(b.saturating_duration_since(a).as_nanos()).unwrap_or(u64::MAX)
+}
+
 fn latency_summary(ns: &mut [u64]) -> LatencySummary {
     if ns.is_empty() {
         return LatencySummary::default();
@@ -760,6 +901,14 @@ fn validate(opts: &BenchOptions) -> Result<(), ClientError> {
     if !(opts.seconds.is_finite() && opts.seconds > 0.0 && opts.seconds <= 86_400.0) {
         return bad("seconds must be in (0, 86400]");
     }
+    if let Some(m) = &opts.mrcp {
+        if m.speak.trim().is_empty() {
+            return bad("an MRCP bench needs something to SPEAK");
+        }
+        if m.resource.trim().is_empty() {
+            return bad("an MRCP bench needs a resource (speechsynth or basicsynth)");
+        }
+    }
     Ok(())
 }
 
@@ -806,6 +955,7 @@ mod tests {
             rate: 10.0,
             server_pid: None,
             local_ip: "127.0.0.1".parse().expect("ip"),
+            mrcp: None,
         };
         assert!(validate(&ok).is_ok());
         for bad in [
@@ -823,6 +973,14 @@ mod tests {
             },
             BenchOptions {
                 seconds: -1.0,
+                ..ok.clone()
+            },
+            BenchOptions {
+                mrcp: Some(BenchMrcp {
+                    speak: " ".into(),
+                    resource: "speechsynth".into(),
+                    speak_after: Duration::ZERO,
+                }),
                 ..ok.clone()
             },
         ] {

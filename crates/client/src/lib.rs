@@ -34,6 +34,7 @@
 //! answered with ICMP errors); below that limit only RTP is bound and the report says so.
 
 mod bench;
+mod bench_mrcp;
 mod call;
 pub mod capture;
 mod error;
@@ -50,6 +51,7 @@ pub use bench::{
     BenchOptions, BenchReport, CallFailure, CpuFigures, LatencySummary, raise_open_files_limit,
     run_bench,
 };
+pub use bench_mrcp::{BenchMrcp, CauseCount, MrcpFigures};
 pub use call::{CallOptions, CallReport, RtpGap, place_call};
 pub use error::{ClientError, Transcript};
 pub use mrcp::{MrcpOptions, SpeakBody};

@@ -55,7 +55,15 @@ pub struct StreamResult {
     pub capture: Option<AudioCapture>,
     /// recvmmsg failures other than "nothing to read".
     pub recv_errors: u64,
+    /// Kernel arrival time (CLOCK_REALTIME ns) of the first G.711 packet carrying sound
+    /// (a sample above [`SOUND_THRESHOLD`]): where a SPEAK's audio began on a stream that
+    /// carried only silence before it.
+    pub first_sound_ns: Option<i64>,
 }
+
+/// A decoded G.711 sample whose magnitude exceeds this (about −42 dBFS) is sound, not the
+/// comfort silence a server sends between requests.
+pub const SOUND_THRESHOLD: i16 = 256;
 
 /// Everything the pool measured, by slot.
 #[derive(Debug)]
@@ -205,6 +213,7 @@ struct Slot {
     stats: StreamStats,
     capture: Option<AudioCapture>,
     recv_errors: u64,
+    first_sound_ns: Option<i64>,
 }
 
 impl Slot {
@@ -213,6 +222,7 @@ impl Slot {
             summary: self.stats.summary(),
             capture: self.capture,
             recv_errors: self.recv_errors,
+            first_sound_ns: self.first_sound_ns,
         }
     }
 }
@@ -274,6 +284,7 @@ fn worker_loop(
                         stats: StreamStats::new(ptime_ns, skip_ns),
                         capture,
                         recv_errors: 0,
+                        first_sound_ns: None,
                     });
                 }
                 Ok(Command::Close(slot)) => {
@@ -399,10 +410,26 @@ fn account(s: &mut Slot, data: &[u8], arrival_ns: i64, spacing: &mut SplitSpacin
         payload_len: h.payload_len,
     };
     let verdict = s.stats.on_packet(arrival, spacing);
-    if verdict == Verdict::Audio
-        && let (Some(law), Some(cap)) = (law, s.capture.as_mut())
-    {
-        let payload = &data[h.payload_offset..h.payload_offset + h.payload_len];
-        cap.place(h.ssrc, h.timestamp, arrival_ns, law, payload);
+    let payload = data.get(h.payload_offset..h.payload_offset + h.payload_len);
+    if let (Some(law), Some(payload)) = (law, payload) {
+        if s.first_sound_ns.is_none() && has_sound(law, payload) {
+            s.first_sound_ns = Some(arrival_ns);
+        }
+        if verdict == Verdict::Audio
+            && let Some(cap) = s.capture.as_mut()
+        {
+            cap.place(h.ssrc, h.timestamp, arrival_ns, law, payload);
+        }
     }
+}
+
+/// True when a G.711 payload holds a sample louder than [`SOUND_THRESHOLD`].
+pub fn has_sound(law: Law, payload: &[u8]) -> bool {
+    let decode = match law {
+        Law::Pcmu => imss_media::g711::ulaw_decode,
+        Law::Pcma => imss_media::g711::alaw_decode,
+    };
+    payload
+        .iter()
+        .any(|&b| decode(b).unsigned_abs() > SOUND_THRESHOLD as u16)
 }

@@ -129,6 +129,17 @@ impl UacShell {
 
     /// Waits for the next call event, or until `deadline`.
     pub async fn next(&mut self, deadline: Instant) -> Step {
+        self.next_or_woken(deadline, None).await
+    }
+
+    /// As [`UacShell::next`], and also returns [`Step::Deadline`] early when `wake` is
+    /// notified (another task has news for the caller's loop). Never interrupts the
+    /// handling of a datagram.
+    pub async fn next_or_woken(
+        &mut self,
+        deadline: Instant,
+        wake_up: Option<&tokio::sync::Notify>,
+    ) -> Step {
         loop {
             if let Some(e) = self.events.pop_front() {
                 return Step::Event(e);
@@ -173,6 +184,12 @@ impl UacShell {
                     }
                 },
                 _ = tokio::time::sleep_until(wake.into()) => {}
+                _ = async {
+                    match wake_up {
+                        Some(n) => n.notified().await,
+                        None => std::future::pending().await,
+                    }
+                } => return Step::Deadline,
             }
         }
     }

@@ -191,6 +191,7 @@ async fn bench_holds_concurrent_calls_and_reports() {
         rate: 50.0,
         server_pid: Some(std::process::id()),
         local_ip: "127.0.0.1".parse().expect("ip"),
+        mrcp: None,
     };
     let started = Instant::now();
     let report = run_bench(&opts).await.expect("bench runs");
@@ -246,6 +247,7 @@ async fn bench_counts_failures_by_status() {
         rate: 100.0,
         server_pid: None,
         local_ip: "127.0.0.1".parse().expect("ip"),
+        mrcp: None,
     };
     let report = run_bench(&opts).await.expect("bench runs");
     drop(uas);
@@ -269,6 +271,7 @@ async fn bench_against_a_closed_port_stops_at_once() {
         rate: 100.0,
         server_pid: None,
         local_ip: "127.0.0.1".parse().expect("ip"),
+        mrcp: None,
     };
     let started = Instant::now();
     let err = run_bench(&opts).await.expect_err("nothing listens");

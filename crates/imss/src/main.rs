@@ -105,6 +105,21 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// MRCPv2 sessions (RFC 6787): each INVITE offers a control channel; once answered,
+        /// the session opens it and SPEAKs (needs --speak). Reports INVITE to channel ready,
+        /// SPEAK to IN-PROGRESS and SPEAK to the first RTP packet with sound.
+        #[arg(long, requires = "speak")]
+        mrcp: bool,
+        /// What each session SPEAKs: a URI, SSML or text, as for `call --speak`. It should
+        /// start with sound (a tone file, a live source) for the SPEAK-to-audio figure.
+        #[arg(long, value_name = "URI|TEXT", requires = "mrcp")]
+        speak: Option<String>,
+        /// MRCP resource to ask for.
+        #[arg(long, value_name = "NAME", default_value = "speechsynth")]
+        resource: String,
+        /// With --mrcp: SPEAK this many ms after the control connection opens.
+        #[arg(long, value_name = "MS", default_value_t = 0, requires = "mrcp")]
+        speak_after: u64,
     },
 }
 
@@ -194,6 +209,10 @@ fn main() -> Result<()> {
             server_pid,
             local_ip,
             json,
+            mrcp,
+            speak,
+            resource,
+            speak_after,
         } => {
             let opts = imss_client::BenchOptions {
                 uri,
@@ -202,6 +221,15 @@ fn main() -> Result<()> {
                 rate,
                 server_pid,
                 local_ip,
+                mrcp: match (mrcp, speak) {
+                    (true, Some(speak)) => Some(imss_client::BenchMrcp {
+                        speak,
+                        resource,
+                        speak_after: std::time::Duration::from_millis(speak_after),
+                    }),
+                    (true, None) => bail!("--mrcp needs --speak URI|TEXT"),
+                    (false, _) => None,
+                },
             };
             let report = runtime()?
                 .block_on(imss_client::run_bench(&opts))
