@@ -156,6 +156,21 @@ impl ClipCache {
         Ok(clip)
     }
 
+    /// The clip of `p` if it is cached and the file has not changed since; never decodes.
+    /// Costs a `canonicalize` and a `stat`: cheap enough for a request's hot path, which
+    /// then needs no blocking thread for a clip that is already there.
+    pub fn get_cached(&self, p: &Path) -> Option<Arc<Clip>> {
+        let key = std::fs::canonicalize(p).ok()?;
+        let meta = std::fs::metadata(&key).ok()?;
+        let stamp = FileStamp {
+            modified: meta.modified().ok(),
+            len: meta.len(),
+        };
+        let mut state = self.lock();
+        let hit = state.entries.get(&key)?;
+        (hit.stamp == stamp).then(|| Arc::clone(&hit.clip))
+    }
+
     /// Bytes of clips held now.
     pub fn used_bytes(&self) -> usize {
         self.lock().used
@@ -255,7 +270,10 @@ mod tests {
         assert_eq!(one, std::mem::size_of::<Clip>() + 16_000);
 
         let cache = ClipCache::new(one * 2);
+        assert!(cache.get_cached(&a).is_none(), "a lookup never decodes");
+        assert!(cache.is_empty());
         let first = cache.get(&a).unwrap();
+        assert!(Arc::ptr_eq(&first, &cache.get_cached(&a).unwrap()));
         let again = cache.get(&dir.path().join(".").join("a.wav")).unwrap();
         assert!(
             Arc::ptr_eq(&first, &again),
@@ -265,6 +283,7 @@ mod tests {
 
         // Rewriting the file with a different length invalidates the entry.
         write_wav(&a, 8000, 0.5, 440.0);
+        assert!(cache.get_cached(&a).is_none(), "a changed file is not served stale");
         let reloaded = cache.get(&a).unwrap();
         assert!(!Arc::ptr_eq(&first, &reloaded));
         assert_eq!(reloaded.samples(), 4000);
