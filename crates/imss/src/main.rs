@@ -295,6 +295,7 @@ async fn serve(config: Config) -> Result<()> {
             "sip_tcp": server.sip_tcp.to_string(),
             "http": server.http.to_string(),
             "mrcp": server.mrcp.to_string(),
+            "mrcp_tls": server.mrcp_tls.map(|a| a.to_string()),
         })
     );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

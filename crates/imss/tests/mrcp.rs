@@ -87,11 +87,27 @@ fn speak(channel: &str, request_id: u32, body: Option<(&str, &str)>) -> Vec<u8> 
         );
         return captured.into_bytes();
     };
+    speak_with(channel, request_id, "", content_type, body)
+}
+
+/// A SPEAK with `extra` header lines (each ending in CRLF) and a body.
+fn speak_with(
+    channel: &str,
+    request_id: u32,
+    extra: &str,
+    content_type: &str,
+    body: &str,
+) -> Vec<u8> {
     let rest = format!(
-        " SPEAK {request_id}\r\nChannel-Identifier: {channel}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        " SPEAK {request_id}\r\nChannel-Identifier: {channel}\r\n{extra}Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    // message-length counts the whole message, its own digits included.
+    with_message_length(&rest)
+}
+
+/// `MRCP/2.0 <length><rest>` with the right message-length (which counts the whole
+/// message, its own digits included).
+fn with_message_length(rest: &str) -> Vec<u8> {
     let mut len = "MRCP/2.0 ".len() + rest.len();
     loop {
         let total = "MRCP/2.0 ".len() + len.to_string().len() + rest.len();
@@ -188,6 +204,11 @@ struct Session {
 }
 
 fn open_session(server: &Server) -> Session {
+    open_session_for(server, "speechsynth")
+}
+
+/// A session whose control channel is for `resource` (umc's INVITE asks for speechsynth).
+fn open_session_for(server: &Server, resource: &str) -> Session {
     let sip = UdpSocket::bind("127.0.0.1:0").expect("bind");
     sip.set_read_timeout(Some(Duration::from_millis(300)))
         .expect("timeout");
@@ -197,7 +218,8 @@ fn open_session(server: &Server) -> Session {
 
     let call_id = new_call_id();
     let invite = retarget(
-        &vector("sip-invite-from-umc.txt"),
+        &vector("sip-invite-from-umc.txt")
+            .replace("a=resource:speechsynth", &format!("a=resource:{resource}")),
         server.sip,
         me,
         rtp_port,
@@ -248,7 +270,7 @@ fn open_session(server: &Server) -> Session {
         .trim()
         .to_string();
     assert!(
-        channel.ends_with("@speechsynth") && channel.len() == "bec57cd70a2f4130@speechsynth".len(),
+        channel.ends_with(&format!("@{resource}")) && channel.len() == 17 + resource.len(),
         "{channel}"
     );
     let to_tag = ok
@@ -756,7 +778,7 @@ fn control_jumps_within_the_item_and_restarts() {
 }
 
 #[test]
-fn ssml_marks_are_reported_when_playback_reaches_them() {
+fn ssml_marks_and_item_starts_are_reported_when_playback_reaches_them() {
     let server = start_server("", |audio| {
         write_wav(&audio.join("half.wav"), 8000, &tone(8000, 0.5))
     });
@@ -771,18 +793,303 @@ fn ssml_marks_are_reported_when_playback_reaches_them() {
         Some(("application/ssml+xml", ssml)),
     ))
     .expect("SPEAK");
-    let _ = read_until(&mut tcp, &mut mbuf, " 1 200 ", Duration::from_secs(10));
+    let r = read_until(&mut tcp, &mut mbuf, " 1 200 ", Duration::from_secs(10));
     let started = Instant::now();
-    let marker = read_until(&mut tcp, &mut mbuf, "SPEECH-MARKER", Duration::from_secs(5));
-    let at = started.elapsed();
-    assert!(marker.contains("SPEECH-MARKER 1 IN-PROGRESS"), "{marker}");
-    assert!(
-        marker.contains("Speech-Marker: timestamp=") && marker.contains(";middle"),
-        "{marker}"
-    );
+    // The IN-PROGRESS response carries the time (no mark reached yet).
+    let response_ntp = speech_marker(&r).expect("Speech-Marker in IN-PROGRESS").0;
+    let mut markers = Vec::new();
+    let done = loop {
+        let m = read_until(&mut tcp, &mut mbuf, " 1 ", Duration::from_secs(5));
+        if m.contains("SPEAK-COMPLETE") {
+            break m;
+        }
+        assert!(m.contains("SPEECH-MARKER 1 IN-PROGRESS"), "{m}");
+        markers.push((started.elapsed(), speech_marker(&m).expect("Speech-Marker")));
+    };
+    // Each audio item's first packet (no name), and the SSML mark between them.
+    let names: Vec<Option<&str>> = markers.iter().map(|(_, (_, n))| n.as_deref()).collect();
+    assert_eq!(names, [None, Some("middle"), None], "{markers:?}");
+    let at = markers[1].0;
     assert!(
         at >= Duration::from_millis(350) && at <= Duration::from_millis(900),
         "the mark is half a second into the audio, reported after {at:?}"
+    );
+    // The timestamps are NTP times of the media: the mark comes 0.5 s after the start.
+    let seconds = |a: u64, b: u64| b.wrapping_sub(a) as f64 / 4_294_967_296.0;
+    let first = (markers[0].1).0;
+    let apart = seconds(first, (markers[1].1).0);
+    assert!((0.4..0.7).contains(&apart), "marks {apart:.3} s apart");
+    assert!(
+        (0.0..0.5).contains(&seconds(response_ntp, first)),
+        "audio starts right after the response"
+    );
+    assert!(done.contains("000 normal"), "{done}");
+    // SPEAK-COMPLETE carries the last mark the request reached.
+    let (end_ntp, last) = speech_marker(&done).expect("Speech-Marker in SPEAK-COMPLETE");
+    assert_eq!(last.as_deref(), Some("middle"), "{done}");
+    assert!((0.9..1.4).contains(&seconds(first, end_ntp)), "{done}");
+}
+
+/// The `Speech-Marker` of a message: NTP timestamp and mark name.
+fn speech_marker(message: &str) -> Option<(u64, Option<String>)> {
+    let value = message
+        .split("\r\n")
+        .find_map(|l| l.strip_prefix("Speech-Marker: "))?;
+    let (ts, name) = match value.split_once(';') {
+        Some((ts, name)) => (ts, Some(name.to_string())),
+        None => (value, None),
+    };
+    Some((ts.strip_prefix("timestamp=")?.parse().ok()?, name))
+}
+
+/// Reads MRCP messages until one whose start line has `want`, failing if one with `not`
+/// comes first.
+fn read_until_not(
+    tcp: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    want: &str,
+    not: &str,
+    limit: Duration,
+) -> String {
+    let m = read_until_any(tcp, buf, &[want, not], limit);
+    assert!(!m.lines().next().unwrap_or_default().contains(not), "{m}");
+    m
+}
+
+/// Reads MRCP messages until one whose start line contains one of `wanted`.
+fn read_until_any(
+    tcp: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    wanted: &[&str],
+    limit: Duration,
+) -> String {
+    let end = Instant::now() + limit;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        // Any message at all (every start line has "MRCP/2.0"), then filter.
+        let m = read_until(tcp, buf, "MRCP/2.0", left.max(Duration::from_millis(1)));
+        let start = m.lines().next().unwrap_or_default();
+        if wanted.iter().any(|w| start.contains(w)) {
+            return m;
+        }
+    }
+}
+
+#[test]
+fn speak_length_limits_live_sources_and_control_shortens_the_playing_request() {
+    let server = start_server(
+        "[[external_audio]]\nname = \"beep\"\nkind = \"tone\"\nfrequency_hz = 440\n",
+        |_| {},
+    );
+    let session = open_session(&server);
+    session.ack(&server);
+    let ch = session.channel.clone();
+    let mut tcp = TcpStream::connect(server.mrcp).expect("MRCP connect");
+    let mut mbuf = Vec::new();
+
+    // A live source with a Speak-Length of 1 s: the tone, then SPEAK-COMPLETE 000 normal.
+    tcp.write_all(&speak_with(
+        &ch,
+        1,
+        "Speak-Length: 1 Second\r\n",
+        "text/uri-list",
+        "source:beep\r\n",
+    ))
+    .expect("SPEAK 1");
+    let _ = read_until(&mut tcp, &mut mbuf, " 1 200 ", Duration::from_secs(10));
+    let started = Instant::now();
+    let f = received_frequency(&session.rtp, Duration::from_millis(500));
+    assert!((400.0..480.0).contains(&f), "the 440 Hz source ({f:.0} Hz)");
+    let done = read_until(
+        &mut tcp,
+        &mut mbuf,
+        "SPEAK-COMPLETE",
+        Duration::from_secs(5),
+    );
+    let took = started.elapsed();
+    assert!(
+        done.contains("SPEAK-COMPLETE 1 COMPLETE") && done.contains("000 normal"),
+        "{done}"
+    );
+    assert!(
+        took >= Duration::from_millis(850) && took <= Duration::from_millis(1500),
+        "1 s of the live source, completed after {took:?}"
+    );
+
+    // Without Speak-Length it plays until told otherwise; CONTROL Speak-Length: 1 Second
+    // then ends it a second after the CONTROL.
+    tcp.write_all(&speak(&ch, 2, Some(("text/uri-list", "source:beep\r\n"))))
+        .expect("SPEAK 2");
+    let _ = read_until(&mut tcp, &mut mbuf, " 2 200 ", Duration::from_secs(10));
+    let f = received_frequency(&session.rtp, Duration::from_millis(1500));
+    assert!(
+        (400.0..480.0).contains(&f),
+        "still the source after 1.5 s ({f:.0} Hz)"
+    );
+    tcp.write_all(&request(&ch, "CONTROL", 3, "Speak-Length: 1 Second\r\n"))
+        .expect("CONTROL");
+    let r = read_until_not(
+        &mut tcp,
+        &mut mbuf,
+        " 3 ",
+        "SPEAK-COMPLETE",
+        Duration::from_secs(5),
+    );
+    let controlled = Instant::now();
+    assert!(
+        r.contains(" 3 200 COMPLETE")
+            && r.contains("Active-Request-Id-List: 2\r\n")
+            && r.contains("Speech-Marker: timestamp="),
+        "{r}"
+    );
+    let done = read_until(
+        &mut tcp,
+        &mut mbuf,
+        "SPEAK-COMPLETE",
+        Duration::from_secs(5),
+    );
+    let took = controlled.elapsed();
+    assert!(
+        done.contains("SPEAK-COMPLETE 2 COMPLETE") && done.contains("000 normal"),
+        "{done}"
+    );
+    assert!(
+        took >= Duration::from_millis(800) && took <= Duration::from_millis(1400),
+        "ended 1 s after the CONTROL, not 1 s after the start: {took:?}"
+    );
+    let _ = audio_rms(&session.rtp, Duration::from_millis(100));
+    let (_, rms, _) = audio_rms(&session.rtp, Duration::from_millis(300));
+    assert!(rms < 0.01, "silence after the limit (rms {rms:.4})");
+
+    // Units that cannot be counted in audio: 409 naming the field as sent.
+    tcp.write_all(&speak_with(
+        &ch,
+        4,
+        "Speak-Length: 3 Word\r\n",
+        "text/uri-list",
+        "source:beep\r\n",
+    ))
+    .expect("SPEAK 4");
+    let r = read_until(&mut tcp, &mut mbuf, " 4 ", Duration::from_secs(5));
+    assert!(
+        r.contains(" 4 409 COMPLETE") && r.contains("Speak-Length: 3 Word\r\n"),
+        "{r}"
+    );
+}
+
+#[test]
+fn speak_length_up_to_a_mark_in_speak_and_in_control() {
+    // 1.5 s at 500 Hz, then 3 s at 1,500 Hz, a mark between them.
+    let server = start_server("", |audio| {
+        let sine = |f: f64, seconds: f64| -> Vec<f32> {
+            (0..(seconds * 8000.0) as usize)
+                .map(|i| (0.5 * (2.0 * std::f64::consts::PI * f * i as f64 / 8000.0).sin()) as f32)
+                .collect()
+        };
+        write_wav(&audio.join("low.wav"), 8000, &sine(500.0, 1.5));
+        write_wav(&audio.join("high.wav"), 8000, &sine(1500.0, 3.0));
+    });
+    let session = open_session(&server);
+    session.ack(&server);
+    let ch = session.channel.clone();
+    let mut tcp = TcpStream::connect(server.mrcp).expect("MRCP connect");
+    let mut mbuf = Vec::new();
+    let ssml = r#"<?xml version="1.0"?><speak version="1.0" xmlns="http://www.w3.org/2001/10/synthesis"><audio src="low.wav"/><mark name="chapter2"/><audio src="high.wav"/></speak>"#;
+
+    // In SPEAK: the low tone only, the mark reported, then SPEAK-COMPLETE 000 normal.
+    tcp.write_all(&speak_with(
+        &ch,
+        1,
+        "Speak-Length: chapter2 Tag\r\n",
+        "application/ssml+xml",
+        ssml,
+    ))
+    .expect("SPEAK 1");
+    let _ = read_until(&mut tcp, &mut mbuf, " 1 200 ", Duration::from_secs(10));
+    let started = Instant::now();
+    let f = received_frequency(&session.rtp, Duration::from_millis(1200));
+    assert!((450.0..550.0).contains(&f), "the low tone ({f:.0} Hz)");
+    let events = ["SPEECH-MARKER", "SPEAK-COMPLETE"];
+    let mark = read_until_any(&mut tcp, &mut mbuf, &events, Duration::from_secs(5));
+    let mark = if speech_marker(&mark).is_some_and(|(_, n)| n.is_none()) {
+        read_until_any(&mut tcp, &mut mbuf, &events, Duration::from_secs(5))
+    } else {
+        mark
+    };
+    assert!(
+        mark.contains("SPEECH-MARKER 1") && mark.contains(";chapter2"),
+        "{mark}"
+    );
+    let done = read_until(
+        &mut tcp,
+        &mut mbuf,
+        "SPEAK-COMPLETE",
+        Duration::from_secs(5),
+    );
+    let took = started.elapsed();
+    assert!(
+        done.contains("000 normal") && done.contains(";chapter2"),
+        "{done}"
+    );
+    assert!(
+        took <= Duration::from_millis(2000),
+        "ended at the mark: {took:?}"
+    );
+    let _ = audio_rms(&session.rtp, Duration::from_millis(100));
+    let (_, rms, _) = audio_rms(&session.rtp, Duration::from_millis(300));
+    assert!(rms < 0.01, "the high tone never plays (rms {rms:.4})");
+
+    // In CONTROL, while the low tone plays: the same end, counted from where playback is.
+    tcp.write_all(&speak(&ch, 2, Some(("application/ssml+xml", ssml))))
+        .expect("SPEAK 2");
+    let _ = read_until(&mut tcp, &mut mbuf, " 2 200 ", Duration::from_secs(10));
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_millis(300));
+    tcp.write_all(&request(
+        &ch,
+        "CONTROL",
+        3,
+        "Speak-Length: chapter2 Tag\r\n",
+    ))
+    .expect("CONTROL");
+    let r = read_until(&mut tcp, &mut mbuf, " 3 ", Duration::from_secs(5));
+    assert!(r.contains(" 3 200 COMPLETE"), "{r}");
+    let done = read_until(
+        &mut tcp,
+        &mut mbuf,
+        "SPEAK-COMPLETE",
+        Duration::from_secs(5),
+    );
+    let took = started.elapsed();
+    assert!(
+        done.contains("SPEAK-COMPLETE 2") && done.contains("000 normal"),
+        "{done}"
+    );
+    assert!(
+        took >= Duration::from_millis(1300) && took <= Duration::from_millis(2100),
+        "ended at the mark 1.5 s in, not after 4.5 s: {took:?}"
+    );
+}
+
+#[test]
+fn basicsynth_plays_its_ssml_subset_and_refuses_the_rest() {
+    let server = start_server("", |audio| {
+        write_wav(&audio.join("tone.wav"), 8000, &tone(8000, 0.5))
+    });
+    let session = open_session_for(&server, "basicsynth");
+    session.ack(&server);
+    let ch = session.channel.clone();
+    let mut tcp = TcpStream::connect(server.mrcp).expect("MRCP connect");
+    let mut mbuf = Vec::new();
+    let ok = r#"<?xml version="1.0"?><speak version="1.0" xmlns="http://www.w3.org/2001/10/synthesis"><mark name="a"/><audio src="tone.wav"/></speak>"#;
+    tcp.write_all(&speak(&ch, 1, Some(("application/ssml+xml", ok))))
+        .expect("SPEAK 1");
+    let r = read_until(&mut tcp, &mut mbuf, " 1 200 ", Duration::from_secs(10));
+    assert!(r.contains(&format!("Channel-Identifier: {ch}")), "{r}");
+    let (_, _, loudest) = audio_rms(&session.rtp, Duration::from_millis(400));
+    assert!(
+        (0.33..0.38).contains(&loudest),
+        "the tone plays (packet rms {loudest:.3})"
     );
     let done = read_until(
         &mut tcp,
@@ -791,4 +1098,99 @@ fn ssml_marks_are_reported_when_playback_reaches_them() {
         Duration::from_secs(5),
     );
     assert!(done.contains("000 normal"), "{done}");
+
+    let rich = r#"<?xml version="1.0"?><speak version="1.0" xmlns="http://www.w3.org/2001/10/synthesis"><audio src="tone.wav"/><prosody rate="slow"><audio src="tone.wav"/></prosody></speak>"#;
+    tcp.write_all(&speak(&ch, 2, Some(("application/ssml+xml", rich))))
+        .expect("SPEAK 2");
+    let r = read_until(&mut tcp, &mut mbuf, " 2 200 ", Duration::from_secs(10));
+    assert!(r.contains("IN-PROGRESS"), "{r}");
+    let done = read_until(
+        &mut tcp,
+        &mut mbuf,
+        "SPEAK-COMPLETE",
+        Duration::from_secs(5),
+    );
+    assert!(
+        done.contains("SPEAK-COMPLETE 2 COMPLETE")
+            && done.contains("Completion-Cause: 002 parse-failure")
+            && done.contains("Completion-Reason: \"<prosody> is not supported by a basicsynth"),
+        "{done}"
+    );
+    drain_rtp(&session.rtp);
+    let (_, _, loudest) = audio_rms(&session.rtp, Duration::from_millis(300));
+    assert!(
+        loudest < 0.01,
+        "nothing of it plays (packet rms {loudest:.3})"
+    );
+}
+
+/// Reads and drops what is waiting on `rtp`.
+fn drain_rtp(rtp: &UdpSocket) {
+    rtp.set_nonblocking(true).expect("nonblocking");
+    let mut buf = [0u8; 2048];
+    while rtp.recv(&mut buf).is_ok() {}
+    rtp.set_nonblocking(false).expect("blocking");
+}
+
+#[test]
+fn control_prosody_applies_to_the_text_that_has_not_started() {
+    require("espeak-ng", "espeak-ng");
+    let server = start_server("", |_| {});
+    let session = open_session(&server);
+    session.ack(&server);
+    let ch = session.channel.clone();
+    let mut tcp = TcpStream::connect(server.mrcp).expect("MRCP connect");
+    let mut mbuf = Vec::new();
+    // Two pieces of text with a mark between them: the first plays for several seconds.
+    let ssml = r#"<?xml version="1.0"?><speak version="1.0" xml:lang="en-US" xmlns="http://www.w3.org/2001/10/synthesis">This first sentence is spoken at the normal volume, and it goes on for a good few seconds so that the change can land before it ends.<mark name="second"/>This second sentence comes after the change and would be heard at the new volume.</speak>"#;
+    tcp.write_all(&speak(&ch, 1, Some(("application/ssml+xml", ssml))))
+        .expect("SPEAK");
+    let _ = read_until(&mut tcp, &mut mbuf, " 1 200 ", Duration::from_secs(10));
+    let first = read_until(
+        &mut tcp,
+        &mut mbuf,
+        "SPEECH-MARKER",
+        Duration::from_secs(10),
+    );
+    assert_eq!(speech_marker(&first).map(|m| m.1), Some(None), "{first}");
+    let (_, rms, _) = audio_rms(&session.rtp, Duration::from_millis(700));
+    assert!(rms > 0.02, "the first sentence is audible (rms {rms:.4})");
+
+    tcp.write_all(&request(&ch, "CONTROL", 2, "Prosody-Volume: silent\r\n"))
+        .expect("CONTROL");
+    let r = read_until(&mut tcp, &mut mbuf, " 2 ", Duration::from_secs(5));
+    assert!(
+        r.contains(" 2 200 COMPLETE") && r.contains("Active-Request-Id-List: 1"),
+        "{r}"
+    );
+    // The sentence playing cannot change: still audible.
+    let (_, rms, _) = audio_rms(&session.rtp, Duration::from_millis(500));
+    assert!(
+        rms > 0.02,
+        "the first sentence plays on as it was (rms {rms:.4})"
+    );
+    let mark = read_until(
+        &mut tcp,
+        &mut mbuf,
+        "SPEECH-MARKER 1",
+        Duration::from_secs(15),
+    );
+    assert!(mark.contains(";second"), "{mark}");
+    drain_rtp(&session.rtp);
+    let (packets, rms, loudest) = audio_rms(&session.rtp, Duration::from_millis(1500));
+    assert!(packets > 50, "{packets} packets of the second sentence");
+    assert!(
+        loudest < 0.002,
+        "the second sentence is rendered silent (rms {rms:.4}, loudest packet {loudest:.4})"
+    );
+    let done = read_until(
+        &mut tcp,
+        &mut mbuf,
+        "SPEAK-COMPLETE",
+        Duration::from_secs(15),
+    );
+    assert!(
+        done.contains("000 normal") && done.contains(";second"),
+        "{done}"
+    );
 }

@@ -33,7 +33,30 @@ fn report(server: &Server, args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("report is not JSON ({e}):\n{out}"))
 }
 
+/// The MRCP messages of a report but its SPEECH-MARKER events (the server sends one as each
+/// spoken item starts; `markers` has them).
 fn messages(r: &serde_json::Value) -> Vec<String> {
+    all_messages(r)
+        .into_iter()
+        .filter(|m| !is_speech_marker(m))
+        .collect()
+}
+
+/// The SPEECH-MARKER events of a report.
+fn markers(r: &serde_json::Value) -> Vec<String> {
+    all_messages(r)
+        .into_iter()
+        .filter(|m| is_speech_marker(m))
+        .collect()
+}
+
+fn is_speech_marker(m: &str) -> bool {
+    m.lines()
+        .next()
+        .is_some_and(|l| l.contains(" SPEECH-MARKER "))
+}
+
+fn all_messages(r: &serde_json::Value) -> Vec<String> {
     r["mrcp_messages"]
         .as_array()
         .map(|a| {
@@ -100,6 +123,14 @@ fn speak_a_file_then_pause_resume_and_stop() {
     );
     let msgs = messages(&r);
     assert_eq!(msgs.len(), 2, "IN-PROGRESS and SPEAK-COMPLETE: {msgs:#?}");
+    // The file's first packet: a SPEECH-MARKER without a mark name.
+    let marks = markers(&r);
+    assert_eq!(marks.len(), 1, "{marks:#?}");
+    assert!(
+        marks[0].contains("SPEECH-MARKER 1 IN-PROGRESS") && !marks[0].contains(';'),
+        "{}",
+        marks[0]
+    );
     assert!(msgs[0].contains(" 1 200 IN-PROGRESS"), "{}", msgs[0]);
     assert!(
         msgs[1].contains("SPEAK-COMPLETE 1 COMPLETE")

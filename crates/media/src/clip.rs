@@ -283,7 +283,10 @@ mod tests {
 
         // Rewriting the file with a different length invalidates the entry.
         write_wav(&a, 8000, 0.5, 440.0);
-        assert!(cache.get_cached(&a).is_none(), "a changed file is not served stale");
+        assert!(
+            cache.get_cached(&a).is_none(),
+            "a changed file is not served stale"
+        );
         let reloaded = cache.get(&a).unwrap();
         assert!(!Arc::ptr_eq(&first, &reloaded));
         assert_eq!(reloaded.samples(), 4000);

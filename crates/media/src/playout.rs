@@ -65,6 +65,8 @@ pub struct Playout {
     /// Marks reached and not yet taken (fixed capacity: `fill` must not allocate).
     marks: [u32; PENDING_MARKS],
     marks_len: usize,
+    /// The plan ends when `fill` reaches this mark (MRCP `Speak-Length: <mark> Tag`).
+    end_mark: Option<u32>,
 }
 
 impl Playout {
@@ -77,15 +79,7 @@ impl Playout {
         gap: Duration,
         limit: Option<Duration>,
     ) -> Playout {
-        let lengths = items
-            .iter()
-            .map(|item| match item {
-                PlayItem::Clip(clip) => clip.samples() as u64,
-                PlayItem::Live(_) => u64::MAX,
-                PlayItem::Silence(d) => samples_in(*d),
-                PlayItem::Mark(_) => 0,
-            })
-            .collect();
+        let lengths = items.iter().map(length_of).collect();
         let phase = if repeat == Repeat::Times(0) {
             Phase::Done
         } else {
@@ -106,6 +100,7 @@ impl Playout {
             phase,
             marks: [0; PENDING_MARKS],
             marks_len: 0,
+            end_mark: None,
         }
     }
 
@@ -163,6 +158,7 @@ impl Playout {
                     let left = self.lengths[index] - offset;
                     let n = want.min(usize::try_from(left).unwrap_or(usize::MAX));
                     let dst = &mut out[written..written + n];
+                    let mut end_here = false;
                     match item {
                         PlayItem::Clip(clip) => {
                             let start = offset as usize;
@@ -174,6 +170,7 @@ impl Playout {
                                 self.marks[self.marks_len] = *mark;
                                 self.marks_len += 1;
                             }
+                            end_here = self.end_mark == Some(*mark);
                         }
                         PlayItem::Live(ring) => {
                             // A lost block is silence; `read` has already written it.
@@ -193,6 +190,9 @@ impl Playout {
                             offset: offset + n as u64,
                         }
                     };
+                    if end_here {
+                        self.phase = Phase::Done;
+                    }
                 }
             }
         }
@@ -227,6 +227,43 @@ impl Playout {
             index,
             offset: target,
         };
+    }
+
+    /// Plays at most `samples` more from the current point, replacing any earlier limit
+    /// (MRCP CONTROL `Speak-Length` in seconds). Gaps count, as for the limit of [`new`].
+    ///
+    /// [`new`]: Playout::new
+    pub fn limit_remaining(&mut self, samples: u64) {
+        self.limit = Some(self.played.saturating_add(samples));
+    }
+
+    /// Ends the plan when `fill` next reaches mark `mark` (MRCP `Speak-Length: <mark> Tag`);
+    /// the mark itself is still reported, and the packet that reaches it is padded with
+    /// silence. `None` plays to the end again.
+    pub fn end_at_mark(&mut self, mark: Option<u32>) {
+        self.end_mark = mark;
+    }
+
+    /// Puts `items` in place of the plan's items, except the one playing now (it has begun:
+    /// its audio cannot change mid-way), keeping the cursor — e.g. the same plan with its
+    /// text rendered in another prosody (MRCP CONTROL `Prosody-*`). `items` must be as long
+    /// as the plan; otherwise nothing changes and false is returned. What is replaced is
+    /// dropped here, by the caller's thread.
+    pub fn replace_upcoming(&mut self, items: Vec<PlayItem>) -> bool {
+        if items.len() != self.items.len() {
+            return false;
+        }
+        let playing = match self.phase {
+            Phase::Item { index, offset } if offset > 0 => Some(index),
+            _ => None,
+        };
+        for (i, item) in items.into_iter().enumerate() {
+            if Some(i) != playing {
+                self.lengths[i] = length_of(&item);
+                self.items[i] = item;
+            }
+        }
+        true
     }
 
     /// The oldest mark reached by `fill` and not taken yet.
@@ -298,6 +335,16 @@ impl Playout {
     }
 }
 
+/// Samples of `item`; `u64::MAX` for live items.
+fn length_of(item: &PlayItem) -> u64 {
+    match item {
+        PlayItem::Clip(clip) => clip.samples() as u64,
+        PlayItem::Live(_) => u64::MAX,
+        PlayItem::Silence(d) => samples_in(*d),
+        PlayItem::Mark(_) => 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,6 +402,169 @@ mod tests {
             (Some(8), Some(9), None)
         );
         assert_eq!(p.played_samples(), 320, "marks take no time");
+    }
+
+    #[test]
+    fn limit_remaining_counts_from_the_current_point_and_replaces_the_old_limit() {
+        let a = ramp(8000, 0.0);
+        let law = Law::Pcmu;
+        let at = Instant::now();
+        let mut out = vec![0u8; 160];
+        // A 100 ms limit from the start, replaced after 40 ms by "60 ms more": 100 ms in all.
+        let mut p = Playout::new(
+            vec![PlayItem::Clip(Arc::clone(&a))],
+            Repeat::Times(1),
+            Duration::ZERO,
+            Some(Duration::from_millis(100)),
+        );
+        for _ in 0..2 {
+            assert_eq!(p.fill(law, at, &mut out), Fill::Audio);
+        }
+        p.limit_remaining(480);
+        let (all, packets) = drain(&mut p, law, 160);
+        assert_eq!(packets, 3);
+        assert_eq!(all, a.bytes(law)[320..800]);
+        assert_eq!(p.played_samples(), 800);
+
+        // Lengthening works too: an unlimited live-like plan gets a limit mid-way, and a
+        // limit of nothing more ends it at the next packet.
+        let mut p = Playout::new(
+            vec![PlayItem::Silence(Duration::from_secs(3600))],
+            Repeat::Forever,
+            Duration::ZERO,
+            Some(Duration::from_millis(20)),
+        );
+        p.limit_remaining(1600);
+        assert_eq!(drain(&mut p, law, 160).1, 10);
+        let mut p = Playout::new(
+            vec![PlayItem::Clip(Arc::clone(&a))],
+            Repeat::Times(1),
+            Duration::ZERO,
+            None,
+        );
+        assert_eq!(p.fill(law, at, &mut out), Fill::Audio);
+        p.limit_remaining(0);
+        assert_eq!(p.fill(law, at, &mut out), Fill::Ended);
+        assert_eq!(p.played_samples(), 160);
+    }
+
+    #[test]
+    fn end_at_mark_stops_in_the_packet_that_reaches_it() {
+        let a = ramp(240, 0.0);
+        let b = ramp(800, 0.5);
+        let law = Law::Pcmu;
+        let plan = || {
+            Playout::new(
+                vec![
+                    PlayItem::Clip(Arc::clone(&a)),
+                    PlayItem::Mark(3),
+                    PlayItem::Clip(Arc::clone(&b)),
+                    PlayItem::Mark(4),
+                ],
+                Repeat::Times(1),
+                Duration::ZERO,
+                None,
+            )
+        };
+        let at = Instant::now();
+        let mut out = vec![0u8; 160];
+        let mut p = plan();
+        p.end_at_mark(Some(3));
+        assert_eq!(p.fill(law, at, &mut out), Fill::Audio);
+        assert_eq!(p.take_mark(), None);
+        // Sample 240 is the mark: the packet carries 80 samples of `a`, then silence.
+        assert_eq!(p.fill(law, at, &mut out), Fill::Audio);
+        assert_eq!(out[..80], a.bytes(law)[160..240]);
+        assert!(out[80..].iter().all(|&x| x == law.silence()));
+        assert_eq!((p.take_mark(), p.take_mark()), (Some(3), None));
+        assert!(p.is_ended());
+        assert_eq!(p.fill(law, at, &mut out), Fill::Ended);
+        assert_eq!(p.played_samples(), 240);
+
+        // A mark already behind the cursor, or absent, does not end the plan early.
+        let mut p = plan();
+        for _ in 0..2 {
+            assert_eq!(p.fill(law, at, &mut out), Fill::Audio);
+        }
+        p.end_at_mark(Some(3));
+        let (_, packets) = drain(&mut p, law, 160);
+        assert_eq!(packets, 5, "plays to the end: 1040 samples in 7 packets");
+        let mut p = plan();
+        p.end_at_mark(Some(99));
+        assert_eq!(drain(&mut p, law, 160).1, 7);
+        // Ending at a mark that falls on a packet boundary: no padded packet follows.
+        let mut p = Playout::new(
+            vec![
+                PlayItem::Clip(ramp(160, 0.1)),
+                PlayItem::Mark(1),
+                PlayItem::Clip(a),
+            ],
+            Repeat::Times(1),
+            Duration::ZERO,
+            None,
+        );
+        p.end_at_mark(Some(1));
+        assert_eq!(p.fill(law, at, &mut out), Fill::Audio);
+        assert_eq!(p.fill(law, at, &mut out), Fill::Ended);
+        assert_eq!(p.take_mark(), Some(1), "the mark is still reported");
+    }
+
+    #[test]
+    fn replace_upcoming_keeps_the_item_playing_and_the_cursor() {
+        let (a, b, c) = (ramp(240, 0.0), ramp(320, 0.3), ramp(400, -0.3));
+        let (b2, c2) = (ramp(160, 0.6), ramp(480, -0.6));
+        let law = Law::Pcmu;
+        let at = Instant::now();
+        let mut out = vec![0u8; 160];
+        let mut p = Playout::new(
+            vec![
+                PlayItem::Clip(Arc::clone(&a)),
+                PlayItem::Clip(Arc::clone(&b)),
+                PlayItem::Clip(Arc::clone(&c)),
+            ],
+            Repeat::Times(1),
+            Duration::ZERO,
+            None,
+        );
+        assert_eq!(p.fill(law, at, &mut out), Fill::Audio);
+        // `a` is half played: it stays; `b` and `c` are replaced.
+        let new = |x: &Arc<Clip>, y: &Arc<Clip>, z: &Arc<Clip>| {
+            vec![
+                PlayItem::Clip(Arc::clone(x)),
+                PlayItem::Clip(Arc::clone(y)),
+                PlayItem::Clip(Arc::clone(z)),
+            ]
+        };
+        assert!(p.replace_upcoming(new(&c2, &b2, &c2)));
+        assert!(
+            !p.replace_upcoming(vec![]),
+            "another plan's shape is refused"
+        );
+        let (rest, _) = drain(&mut p, law, 160);
+        let expected = [&a.bytes(law)[160..], b2.bytes(law), c2.bytes(law)].concat();
+        assert_eq!(&rest[..expected.len()], &expected[..]);
+        assert_eq!(p.played_samples(), 160 + 80 + 160 + 480);
+
+        // At an item's very start nothing of it has played: it is replaced too.
+        let mut p = Playout::new(
+            vec![
+                PlayItem::Clip(Arc::clone(&b)),
+                PlayItem::Clip(Arc::clone(&c)),
+            ],
+            Repeat::Times(1),
+            Duration::ZERO,
+            None,
+        );
+        for _ in 0..2 {
+            assert_eq!(p.fill(law, at, &mut out), Fill::Audio);
+        }
+        assert_eq!(p.current_item(), Some(1));
+        assert!(p.replace_upcoming(vec![
+            PlayItem::Clip(Arc::clone(&a)),
+            PlayItem::Clip(Arc::clone(&b2)),
+        ]));
+        let (rest, _) = drain(&mut p, law, 160);
+        assert_eq!(rest, b2.bytes(law));
     }
 
     #[test]

@@ -39,6 +39,20 @@ pub const MAX_BREAK: Duration = Duration::from_secs(3600);
 /// Most elements nested inside each other in SSML.
 const MAX_DEPTH: usize = 64;
 
+/// How much of SSML a synthesizer resource reads (RFC 6787: speechsynth, basicsynth).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SsmlSubset {
+    /// `speechsynth`: all of SSML 1.0.
+    #[default]
+    Full,
+    /// `basicsynth`: only the elements of [`BASIC_SSML_ELEMENTS`]; any other element fails
+    /// the SPEAK with `002 parse-failure`.
+    Basic,
+}
+
+/// The SSML elements a `basicsynth` resource understands (RFC 6787).
+pub const BASIC_SSML_ELEMENTS: [&str; 4] = ["speak", "audio", "say-as", "mark"];
+
 /// A SPEAK body that cannot become a play plan.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BodyError {
@@ -78,6 +92,12 @@ pub enum BodyError {
     /// A text/uri-list without any URI.
     #[error("text/uri-list holds no URI (only comments or blank lines)")]
     EmptyUriList,
+    /// An element outside the SSML subset of a `basicsynth` resource.
+    #[error(
+        "<{0}> is not supported by a basicsynth resource, whose SSML is limited to <speak>, \
+         <audio>, <say-as> and <mark> (RFC 6787): use a speechsynth channel"
+    )]
+    NotInBasicSubset(String),
 }
 
 impl BodyError {
@@ -96,8 +116,19 @@ pub fn is_supported_content_type(content_type: &str) -> bool {
     )
 }
 
-/// Turns a SPEAK body into a play plan. `content_type` may carry parameters.
+/// Turns a SPEAK body into a play plan for a `speechsynth` resource. `content_type` may carry
+/// parameters.
 pub fn parse_speak_body(content_type: &str, body: &[u8]) -> Result<PlayPlan, BodyError> {
+    parse_speak_body_in(SsmlSubset::Full, content_type, body)
+}
+
+/// Turns a SPEAK body into a play plan for a resource that reads `subset` of SSML.
+/// Plain text and URI lists are the same for every resource.
+pub fn parse_speak_body_in(
+    subset: SsmlSubset,
+    content_type: &str,
+    body: &[u8],
+) -> Result<PlayPlan, BodyError> {
     let media_type = content_type
         .split(';')
         .next()
@@ -111,7 +142,7 @@ pub fn parse_speak_body(content_type: &str, body: &[u8]) -> Result<PlayPlan, Bod
     match media_type.as_str() {
         "text/uri-list" => parse_uri_list(text),
         "text/plain" => Ok(parse_plain(text)),
-        _ => parse_ssml(text),
+        _ => parse_ssml(text, subset),
     }
 }
 
@@ -214,7 +245,7 @@ impl SsmlPlan {
     }
 }
 
-fn parse_ssml(text: &str) -> Result<PlayPlan, BodyError> {
+fn parse_ssml(text: &str, subset: SsmlSubset) -> Result<PlayPlan, BodyError> {
     let mut reader = quick_xml::Reader::from_str(text);
     let xml_error = |reader: &quick_xml::Reader<&[u8]>, e: &dyn std::fmt::Display| BodyError::Xml {
         position: reader.error_position(),
@@ -244,6 +275,7 @@ fn parse_ssml(text: &str) -> Result<PlayPlan, BodyError> {
                 }
                 let parent = stack.last().map(|(_, s)| s.clone()).unwrap_or_default();
                 let name = local_name(&start);
+                check_subset(subset, &name)?;
                 let scope = open_element(&mut plan, &parent, &name, &start, false)?;
                 stack.push((name, scope));
             }
@@ -251,6 +283,7 @@ fn parse_ssml(text: &str) -> Result<PlayPlan, BodyError> {
                 seen_root = true;
                 let parent = stack.last().map(|(_, s)| s.clone()).unwrap_or_default();
                 let name = local_name(&start);
+                check_subset(subset, &name)?;
                 let scope = open_element(&mut plan, &parent, &name, &start, true)?;
                 close_element(&mut plan, &scope);
             }
@@ -316,6 +349,15 @@ fn parse_ssml(text: &str) -> Result<PlayPlan, BodyError> {
     }
     plan.flush_text();
     Ok(plan.items)
+}
+
+fn check_subset(subset: SsmlSubset, element: &str) -> Result<(), BodyError> {
+    match subset {
+        SsmlSubset::Basic if !BASIC_SSML_ELEMENTS.contains(&element) => {
+            Err(BodyError::NotInBasicSubset(element.to_string()))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn local_name(start: &BytesStart<'_>) -> String {
@@ -507,6 +549,47 @@ mod tests {
                 text("x < y", None, Some("en-US")),
             ]
         );
+    }
+
+    #[test]
+    fn basicsynth_reads_only_speak_audio_say_as_and_mark() {
+        let basic = |body: &str| {
+            parse_speak_body_in(SsmlSubset::Basic, "application/ssml+xml", body.as_bytes())
+        };
+        let plan = basic(
+            r#"<?xml version="1.0"?><speak version="1.0" xmlns="http://www.w3.org/2001/10/synthesis">
+            You owe <say-as interpret-as="currency">$42</say-as>.<mark name="m"/>
+            <audio src="a.wav">the fallback</audio></speak>"#,
+        );
+        assert_eq!(
+            plan,
+            Ok(vec![
+                text("You owe $42.", None, None),
+                PlanItem::Mark("m".into()),
+                PlanItem::Audio {
+                    uri: "a.wav".into(),
+                    fallback: Some("the fallback".into())
+                },
+            ])
+        );
+        for element in [
+            "prosody", "voice", "break", "p", "s", "emphasis", "sub", "phoneme",
+        ] {
+            let body = format!("<speak>Hi <{element}>there</{element}></speak>");
+            let e = basic(&body).unwrap_err();
+            assert_eq!(e, BodyError::NotInBasicSubset(element.into()));
+            assert!(e.to_string().contains(&format!("<{element}>")), "{e}");
+            // The same body is fine for speechsynth.
+            assert!(parse_speak_body("application/ssml+xml", body.as_bytes()).is_ok());
+        }
+        // Also inside an <audio>'s fallback, and as an empty element.
+        assert_eq!(
+            basic(r#"<speak><audio src="a.wav"><break time="1s"/>x</audio></speak>"#),
+            Err(BodyError::NotInBasicSubset("break".into()))
+        );
+        // Plain text and URI lists are not SSML: the same for both resources.
+        assert!(parse_speak_body_in(SsmlSubset::Basic, "text/plain", b"Hello").is_ok());
+        assert!(parse_speak_body_in(SsmlSubset::Basic, "text/uri-list", b"a.wav").is_ok());
     }
 
     #[test]

@@ -62,6 +62,8 @@ pub mod names {
     pub const PROSODY_VOLUME: &str = "Prosody-Volume";
     /// Synthesizer: prosody rate.
     pub const PROSODY_RATE: &str = "Prosody-Rate";
+    /// Synthesizer: prosody pitch.
+    pub const PROSODY_PITCH: &str = "Prosody-Pitch";
     /// Synthesizer: `timestamp=<NTP>[;<mark>]`.
     pub const SPEECH_MARKER: &str = "Speech-Marker";
     /// Synthesizer: default language of the text.
@@ -613,6 +615,144 @@ impl fmt::Display for SpeechLength {
     }
 }
 
+/// Prosody of synthesized speech in percent of the engine's defaults (100 = unchanged), read
+/// from the `Prosody-Rate`, `Prosody-Volume` and `Prosody-Pitch` parameters, whose
+/// values are those of the SSML 1.0 `<prosody>` attributes of the same names.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Prosody {
+    /// Speaking rate: `x-slow` 50 … `x-fast` 200, a multiplier (`1.5` → 150) or a relative
+    /// change (`+20%` → 120); 10 to 400.
+    pub rate: Option<u16>,
+    /// Linear loudness: `silent` 0, `x-soft` 25, `soft` 50, `medium` 100, `loud` 150, `x-loud`
+    /// 200, a number 0–100 (SSML's scale, whose default is 100), a relative change (`-10`,
+    /// `+6dB`); 0 to 200.
+    pub volume: Option<u16>,
+    /// Base pitch: `x-low` 50 … `x-high` 150 or a relative change (`+10%`); 10 to 200.
+    pub pitch: Option<u16>,
+}
+
+impl Prosody {
+    /// Reads the `Prosody-*` fields of `headers`. Also returns the names of the ones it
+    /// cannot honour: other dimensions (contour, range, duration) and values it does not
+    /// read (pitch in Hz, say).
+    pub fn from_headers(headers: &Headers) -> (Prosody, Vec<String>) {
+        let mut prosody = Prosody::default();
+        let mut unread = Vec::new();
+        for (name, value) in headers.iter().filter(|(n, _)| is_prosody(n)) {
+            let dimension = name[8..].to_ascii_lowercase();
+            let parsed = match dimension.as_str() {
+                "rate" => parse_rate(value).map(|v| prosody.rate = Some(v)),
+                "volume" => parse_volume(value).map(|v| prosody.volume = Some(v)),
+                "pitch" => parse_pitch(value).map(|v| prosody.pitch = Some(v)),
+                _ => None,
+            };
+            if parsed.is_none() {
+                unread.push(name.to_string());
+            }
+        }
+        (prosody, unread)
+    }
+
+    /// `changes`' values where it has them, ours elsewhere.
+    pub fn overlaid(self, changes: Prosody) -> Prosody {
+        Prosody {
+            rate: changes.rate.or(self.rate),
+            volume: changes.volume.or(self.volume),
+            pitch: changes.pitch.or(self.pitch),
+        }
+    }
+
+    /// True when no dimension is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Prosody::default()
+    }
+}
+
+/// A short unsigned decimal number (`12`, `0.5`).
+fn decimal(v: &str) -> Option<f64> {
+    let ok = !v.is_empty()
+        && v.len() <= 12
+        && v.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && v.bytes().filter(|&b| b == b'.').count() <= 1
+        && v != ".";
+    ok.then(|| v.parse().ok()).flatten()
+}
+
+/// `+N%` / `-N%` as a percentage of the default.
+fn relative_percent(v: &str) -> Option<f64> {
+    let (sign, rest) = match v.as_bytes().first()? {
+        b'+' => (1.0, &v[1..]),
+        b'-' => (-1.0, &v[1..]),
+        _ => return None,
+    };
+    Some(100.0 + sign * decimal(rest.strip_suffix('%')?)?)
+}
+
+fn percent_in(value: f64, min: u16, max: u16) -> u16 {
+    value.round().clamp(f64::from(min), f64::from(max)) as u16
+}
+
+fn parse_rate(v: &str) -> Option<u16> {
+    let v = v.trim().to_ascii_lowercase();
+    let percent = match v.as_str() {
+        "x-slow" => 50.0,
+        "slow" => 75.0,
+        "medium" | "default" => 100.0,
+        "fast" => 150.0,
+        "x-fast" => 200.0,
+        _ => relative_percent(&v)
+            .or_else(|| v.strip_suffix('%').and_then(decimal))
+            .or_else(|| decimal(&v).map(|m| m * 100.0))?,
+    };
+    Some(percent_in(percent, 10, 400))
+}
+
+fn parse_volume(v: &str) -> Option<u16> {
+    let v = v.trim().to_ascii_lowercase();
+    let percent = match v.as_str() {
+        "silent" => 0.0,
+        "x-soft" => 25.0,
+        "soft" => 50.0,
+        "medium" | "default" => 100.0,
+        "loud" => 150.0,
+        "x-loud" => 200.0,
+        _ => {
+            if let Some(db) = v.strip_suffix("db") {
+                let (sign, n) = match db.as_bytes().first()? {
+                    b'+' => (1.0, &db[1..]),
+                    b'-' => (-1.0, &db[1..]),
+                    _ => (1.0, db),
+                };
+                100.0 * 10f64.powf(sign * decimal(n)? / 20.0)
+            } else if let Some(n) = v.strip_prefix('+') {
+                100.0 + decimal(n)?
+            } else if let Some(n) = v.strip_prefix('-') {
+                100.0 - decimal(n)?
+            } else {
+                let n = decimal(&v)?;
+                if n > 100.0 {
+                    return None;
+                }
+                n
+            }
+        }
+    };
+    Some(percent_in(percent, 0, 200))
+}
+
+fn parse_pitch(v: &str) -> Option<u16> {
+    let v = v.trim().to_ascii_lowercase();
+    let percent = match v.as_str() {
+        "x-low" => 50.0,
+        "low" => 75.0,
+        "medium" | "default" => 100.0,
+        "high" => 125.0,
+        "x-high" => 150.0,
+        _ => relative_percent(&v)?,
+    };
+    Some(percent_in(percent, 10, 200))
+}
+
 /// Whether `name` is a synthesizer or generic parameter SET-PARAMS may set and GET-PARAMS read.
 pub fn is_settable_synth_param(name: &str) -> bool {
     const SETTABLE: [&str; 16] = [
@@ -745,6 +885,77 @@ mod tests {
             .to_string(),
             "+5 Word"
         );
+    }
+
+    #[test]
+    fn prosody_values() {
+        let read = |fields: &[(&str, &str)]| {
+            let mut h = Headers::new();
+            for (n, v) in fields {
+                h.push(n, *v);
+            }
+            Prosody::from_headers(&h)
+        };
+        assert_eq!(
+            read(&[
+                ("Prosody-Rate", "fast"),
+                ("prosody-volume", "X-SOFT"),
+                ("Prosody-Pitch", "+10%"),
+                ("Voice-Name", "x"),
+            ]),
+            (
+                Prosody {
+                    rate: Some(150),
+                    volume: Some(25),
+                    pitch: Some(110)
+                },
+                vec![]
+            )
+        );
+        let rate = |v| read(&[("Prosody-Rate", v)]).0.rate;
+        assert_eq!(rate("1.5"), Some(150));
+        assert_eq!(rate("-20%"), Some(80));
+        assert_eq!(rate("80%"), Some(80));
+        assert_eq!(rate("100"), Some(400), "clamped");
+        assert_eq!(rate("default"), Some(100));
+        let volume = |v| read(&[("Prosody-Volume", v)]).0.volume;
+        assert_eq!(volume("silent"), Some(0));
+        assert_eq!(volume("42"), Some(42));
+        assert_eq!(volume("-10"), Some(90));
+        assert_eq!(volume("+6dB"), Some(200));
+        assert_eq!(volume("-6dB"), Some(50));
+        assert_eq!(volume("101"), None);
+        let (p, unread) = read(&[
+            ("Prosody-Pitch", "120Hz"),
+            ("Prosody-Contour", "(0%,+20Hz)"),
+            ("Prosody-Rate", "1..5"),
+            ("Prosody-Volume", "loud"),
+        ]);
+        assert_eq!(
+            p,
+            Prosody {
+                volume: Some(150),
+                ..Prosody::default()
+            }
+        );
+        assert_eq!(unread, ["Prosody-Pitch", "Prosody-Contour", "Prosody-Rate"]);
+        let base = Prosody {
+            rate: Some(50),
+            volume: Some(50),
+            pitch: None,
+        };
+        assert_eq!(
+            base.overlaid(Prosody {
+                volume: Some(0),
+                ..Prosody::default()
+            }),
+            Prosody {
+                rate: Some(50),
+                volume: Some(0),
+                pitch: None
+            }
+        );
+        assert!(Prosody::default().is_empty() && !base.is_empty());
     }
 
     #[test]

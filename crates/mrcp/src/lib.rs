@@ -4,11 +4,13 @@
 //! generic and synthesizer header fields with typed accessors ([`headers`]), the speechsynth
 //! resource state machine of one channel ([`synth`]: SPEAK, STOP, PAUSE, RESUME,
 //! BARGE-IN-OCCURRED, CONTROL, GET-PARAMS, SET-PARAMS, DEFINE-LEXICON; SPEAK-COMPLETE and
-//! SPEECH-MARKER), and the translation of a SPEAK body into a play plan ([`body`]: SSML,
-//! text/uri-list, text/plain).
+//! SPEECH-MARKER; `speechsynth` and `basicsynth`), and the translation of a SPEAK body into a
+//! play plan ([`body`]: SSML — all of it, or the basicsynth subset — text/uri-list,
+//! text/plain).
 //!
 //! It must not do I/O, read a clock or touch audio: it holds no sockets, every input that
-//! depends on time takes `now: Instant` (and NTP timestamps come from the caller), and the
+//! depends on time takes `now: Instant` (and NTP timestamps come from the caller, with
+//! [`Synthesizer::handle_wall_clock`] and the media plane's reports), and the
 //! media plane receives [`MediaCommand`]s and reports back through the synthesizer's
 //! `media_*`/`mark_reached` inputs. Run-loop rule: after every input, drain
 //! [`Synthesizer::poll_transmit`] and [`Synthesizer::poll_command`] until they return `None`.
@@ -26,10 +28,13 @@ pub mod headers;
 pub mod message;
 pub mod synth;
 
-pub use body::{BodyError, MAX_BREAK, PlanItem, PlayPlan, parse_speak_body};
+pub use body::{
+    BASIC_SSML_ELEMENTS, BodyError, MAX_BREAK, PlanItem, PlayPlan, SsmlSubset, parse_speak_body,
+    parse_speak_body_in,
+};
 pub use codec::{Check, FrameError, Limits, ParseError, ParseErrorKind, check, parse};
 pub use headers::{
-    CompletionCause, HeaderError, Headers, SpeechLength, SpeechMarker, SpeechUnit, names,
+    CompletionCause, HeaderError, Headers, Prosody, SpeechLength, SpeechMarker, SpeechUnit, names,
 };
 pub use message::{
     EventName, Message, Method, RequestId, RequestState, StartLine, StatusCode, Version,

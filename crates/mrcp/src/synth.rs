@@ -1,22 +1,30 @@
-//! The speechsynth resource of one channel (RFC 6787 §8), as the media player.
+//! The speechsynth and basicsynth resources of one channel (RFC 6787 §8): the media player.
 //!
-//! Inputs: [`Synthesizer::handle_request`] for requests from the client, and
-//! [`Synthesizer::media_finished`], [`Synthesizer::media_failed`] and
-//! [`Synthesizer::mark_reached`] for what the media plane reports. Outputs:
-//! [`Synthesizer::poll_transmit`] (messages for the client, in order) and
-//! [`Synthesizer::poll_command`] (commands for the media plane, in order). Drain both after
-//! every input.
+//! Inputs: [`Synthesizer::handle_request`] for requests from the client,
+//! [`Synthesizer::media_finished`], [`Synthesizer::media_failed`],
+//! [`Synthesizer::mark_reached`] and [`Synthesizer::item_started`] for what the media plane
+//! reports, and [`Synthesizer::handle_wall_clock`] for the NTP time that `Speech-Marker`
+//! fields carry. Outputs: [`Synthesizer::poll_transmit`] (messages for the client, in order)
+//! and [`Synthesizer::poll_command`] (commands for the media plane, in order). Drain both
+//! after every input.
+//!
+//! `Speech-Marker` (RFC 6787): a SPEECH-MARKER event for every SSML `<mark>` playback reaches
+//! (`timestamp=<NTP>;<name>`) and for the start of every spoken item (`timestamp=<NTP>`, no
+//! name: the "null marker value" the RFC asks for when a request starts speaking); and the
+//! field in the IN-PROGRESS response to SPEAK, in SPEAK-COMPLETE and in the responses to
+//! STOP, CONTROL and BARGE-IN-OCCURRED, with the last `<mark>` the request reached, if any.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use tracing::debug;
 
-use crate::body::{BodyError, PlayPlan, is_supported_content_type, parse_speak_body};
+use crate::body::{
+    BodyError, PlanItem, PlayPlan, SsmlSubset, is_supported_content_type, parse_speak_body_in,
+};
 use crate::headers::{
-    CompletionCause, HeaderError, Headers, SpeechLength, SpeechMarker, SpeechUnit,
-    format_request_id_list, is_prosody, is_settable_synth_param, is_voice, names, quote,
-    validate_param,
+    CompletionCause, HeaderError, Headers, Prosody, SpeechLength, SpeechMarker, SpeechUnit,
+    format_request_id_list, is_settable_synth_param, is_voice, names, quote, validate_param,
 };
 use crate::message::{
     EventName, Message, Method, RequestId, RequestState, StartLine, StatusCode, Version,
@@ -41,6 +49,8 @@ pub struct SynthConfig {
     pub defaults: Headers,
     /// Most SPEAK requests waiting behind the active one; more are refused with 407.
     pub max_queued: usize,
+    /// The SSML the resource reads: [`SsmlSubset::Basic`] for a `basicsynth` channel.
+    pub ssml: SsmlSubset,
 }
 
 impl Default for SynthConfig {
@@ -50,6 +60,7 @@ impl Default for SynthConfig {
         SynthConfig {
             defaults,
             max_queued: 32,
+            ssml: SsmlSubset::Full,
         }
     }
 }
@@ -68,8 +79,11 @@ pub struct SpeakSettings {
     pub voice_gender: Option<String>,
     /// How long a URI fetch may take.
     pub fetch_timeout: Option<Duration>,
-    /// Stop after this much audio (only seconds are accepted).
+    /// Stop after this much audio (`Speak-Length` in seconds). A `Speak-Length: <mark> Tag`
+    /// does not show here: the plan already ends at that mark.
     pub speak_length: Option<Duration>,
+    /// `Prosody-Rate`, `Prosody-Volume`, `Prosody-Pitch` for the text of the plan.
+    pub prosody: Prosody,
     /// Base for relative URIs in the plan.
     pub content_base: Option<String>,
     /// `Logging-Tag`, for the media side's logs.
@@ -126,12 +140,31 @@ pub enum MediaCommand {
         /// The SPEAK's request-id.
         request_id: RequestId,
     },
-    /// Play at most this much more of the current SPEAK.
+    /// Play at most this much more of the current SPEAK, from the current point; replaces
+    /// any earlier limit (CONTROL `Speak-Length` in seconds).
     Limit {
         /// The SPEAK's request-id.
         request_id: RequestId,
         /// Remaining audio.
         remaining: Duration,
+    },
+    /// End the current SPEAK (normally) when playback next reaches the SSML mark `mark`,
+    /// after reporting it; if it is not ahead, play to the end (CONTROL `Speak-Length:
+    /// <mark> Tag`).
+    EndAtMark {
+        /// The SPEAK's request-id.
+        request_id: RequestId,
+        /// The mark's name.
+        mark: String,
+    },
+    /// Speak the text of the current SPEAK that has not started yet with this prosody (a
+    /// CONTROL's `Prosody-*` overlaid on the request's own). Audio already rendered for an
+    /// item that is playing cannot change.
+    Prosody {
+        /// The SPEAK's request-id.
+        request_id: RequestId,
+        /// The prosody from now on.
+        prosody: Prosody,
     },
 }
 
@@ -172,6 +205,10 @@ struct Pending {
 struct Active {
     request_id: RequestId,
     kill_on_barge_in: bool,
+    /// The last SSML mark playback reached (for `Speech-Marker` in responses).
+    last_mark: Option<String>,
+    /// The prosody its text is spoken with (CONTROL changes it).
+    prosody: Prosody,
 }
 
 /// The speechsynth resource of one MRCP channel.
@@ -186,6 +223,9 @@ pub struct Synthesizer {
     last_activity: Option<Instant>,
     transmit: VecDeque<Message>,
     commands: VecDeque<MediaCommand>,
+    /// The latest input's time, and a monotonic instant with its NTP time.
+    now: Option<Instant>,
+    wall_clock: Option<(Instant, u64)>,
 }
 
 /// Header fields that frame a message rather than carry a parameter.
@@ -213,7 +253,17 @@ impl Synthesizer {
             last_activity: None,
             transmit: VecDeque::new(),
             commands: VecDeque::new(),
+            now: None,
+            wall_clock: None,
         }
+    }
+
+    /// Relates the monotonic clock to wall-clock time: at `now` it is `ntp_timestamp` (the
+    /// 64-bit NTP format RTCP uses). `Speech-Marker` timestamps of responses and
+    /// SPEAK-COMPLETE are the NTP time of the input that caused them, counted from the latest
+    /// pair given here; before any, they are 0, which RFC 3550 uses for "wall clock unknown".
+    pub fn handle_wall_clock(&mut self, now: Instant, ntp_timestamp: u64) {
+        self.wall_clock = Some((now, ntp_timestamp));
     }
 
     /// The channel identifier this resource answers to.
@@ -266,6 +316,7 @@ impl Synthesizer {
         };
         let id = *request_id;
         self.last_activity = Some(now);
+        self.now = Some(now);
         match request.headers.channel_identifier() {
             None => {
                 // The client cannot match an answer to a channel it did not name.
@@ -331,7 +382,7 @@ impl Synthesizer {
 
     /// The media plane has sent the last packet of `request_id`'s plan.
     pub fn media_finished(&mut self, now: Instant, request_id: RequestId) {
-        let _ = now;
+        self.now = Some(now);
         if self.active_request() == Some(request_id) {
             self.complete(request_id, CompletionCause::Normal, None, None);
             self.start_next();
@@ -340,7 +391,7 @@ impl Synthesizer {
 
     /// The media plane could not play `request_id`'s plan.
     pub fn media_failed(&mut self, now: Instant, request_id: RequestId, failure: MediaFailure) {
-        let _ = now;
+        self.now = Some(now);
         if self.active_request() == Some(request_id) {
             self.complete(
                 request_id,
@@ -361,13 +412,32 @@ impl Synthesizer {
         name: &str,
         ntp_timestamp: u64,
     ) {
-        let _ = now;
-        if self.active_request() != Some(request_id) {
+        self.now = Some(now);
+        let Some(active) = self.active.as_mut().filter(|a| a.request_id == request_id) else {
             return;
+        };
+        active.last_mark = Some(name.to_string());
+        self.speech_marker_event(request_id, ntp_timestamp, Some(name));
+    }
+
+    /// Playback of `request_id` sent the first packet of one of its spoken items (an audio
+    /// URI or a piece of text) at NTP time `ntp_timestamp`: SPEECH-MARKER without a name.
+    pub fn item_started(&mut self, now: Instant, request_id: RequestId, ntp_timestamp: u64) {
+        self.now = Some(now);
+        if self.active_request() == Some(request_id) {
+            self.speech_marker_event(request_id, ntp_timestamp, None);
         }
+    }
+
+    fn speech_marker_event(
+        &mut self,
+        request_id: RequestId,
+        ntp_timestamp: u64,
+        name: Option<&str>,
+    ) {
         let marker = SpeechMarker {
             timestamp: ntp_timestamp,
-            name: Some(name.to_string()),
+            name: name.map(str::to_string),
         };
         let msg = Message::event(
             EventName::SpeechMarker,
@@ -390,6 +460,36 @@ impl Synthesizer {
         self.paused = false;
     }
 
+    /// The NTP time of the current input (see [`handle_wall_clock`](Self::handle_wall_clock)).
+    fn ntp_now(&self) -> u64 {
+        let (Some(now), Some((at, ntp))) = (self.now, self.wall_clock) else {
+            return 0;
+        };
+        let to_ntp = |d: Duration| {
+            (d.as_secs() << 32).wrapping_add((u64::from(d.subsec_nanos()) << 32) / 1_000_000_000)
+        };
+        if now >= at {
+            ntp.wrapping_add(to_ntp(now - at))
+        } else {
+            ntp.wrapping_sub(to_ntp(at - now))
+        }
+    }
+
+    /// `Speech-Marker` for a response or SPEAK-COMPLETE about `request`: now, and the last
+    /// mark it reached.
+    fn marker_now(&self, request: Option<RequestId>) -> String {
+        let name = self
+            .active
+            .as_ref()
+            .filter(|a| Some(a.request_id) == request)
+            .and_then(|a| a.last_mark.clone());
+        SpeechMarker {
+            timestamp: self.ntp_now(),
+            name,
+        }
+        .to_string()
+    }
+
     fn response(&self, id: RequestId, status: StatusCode, state: RequestState) -> Message {
         Message::response(id, status, state)
             .with_header(names::CHANNEL_IDENTIFIER, self.channel_id.clone())
@@ -409,13 +509,35 @@ impl Synthesizer {
         self.transmit.push_back(msg);
     }
 
-    fn respond_with_list(&mut self, id: RequestId, status: StatusCode, ids: &[RequestId]) {
+    /// A COMPLETE response naming the requests it acted on, and with `marker`
+    /// (`Speech-Marker`) when given.
+    fn respond_with_list(
+        &mut self,
+        id: RequestId,
+        status: StatusCode,
+        ids: &[RequestId],
+        marker: Option<String>,
+    ) {
         let mut msg = self.response(id, status, RequestState::Complete);
         if !ids.is_empty() {
             msg.headers
                 .push(names::ACTIVE_REQUEST_ID_LIST, format_request_id_list(ids));
         }
+        if let Some(marker) = marker {
+            msg.headers.push(names::SPEECH_MARKER, marker);
+        }
         self.transmit.push_back(msg);
+    }
+
+    /// Answers 409 for a speech length in a unit this media player cannot count, echoing the
+    /// field as received (§6.1).
+    fn respond_unsupported_unit(&mut self, id: RequestId, name: &'static str, headers: &Headers) {
+        let err = HeaderError {
+            name,
+            value: headers.get(name).unwrap_or_default().to_string(),
+            problem: "this unit cannot be counted in audio",
+        };
+        self.respond_header_error(id, StatusCode::UNSUPPORTED_HEADER_VALUE, &err);
     }
 
     fn speak(&mut self, id: RequestId, request: &Message) {
@@ -431,19 +553,15 @@ impl Synthesizer {
                 return;
             }
         };
-        let speak_length = match speak_length {
-            None => None,
+        let (time_limit, end_mark) = match speak_length {
+            None => (None, None),
             Some(SpeechLength::Numeric {
                 value,
                 unit: SpeechUnit::Second,
-            }) => Some(Duration::from_secs(value.unsigned_abs())),
-            Some(other) => {
-                let err = HeaderError {
-                    name: names::SPEAK_LENGTH,
-                    value: other.to_string(),
-                    problem: "only Second units are supported",
-                };
-                self.respond_header_error(id, StatusCode::UNSUPPORTED_HEADER_VALUE, &err);
+            }) => (Some(Duration::from_secs(value.unsigned_abs())), None),
+            Some(SpeechLength::Tag(mark)) => (None, Some(mark)),
+            Some(SpeechLength::Numeric { .. }) => {
+                self.respond_unsupported_unit(id, names::SPEAK_LENGTH, headers);
                 return;
             }
         };
@@ -463,16 +581,27 @@ impl Synthesizer {
             self.respond(id, StatusCode::UNSUPPORTED_ENTITY);
             return;
         }
-        let plan = parse_speak_body(&content_type, &request.body);
+        let mut plan = parse_speak_body_in(self.config.ssml, &content_type, &request.body);
+        if let (Ok(plan), Some(mark)) = (plan.as_mut(), end_mark) {
+            // Speak-Length: <mark> Tag: speak until the mark is reached, then complete normally.
+            if let Some(at) = plan
+                .iter()
+                .position(|item| matches!(item, PlanItem::Mark(m) if *m == mark))
+            {
+                plan.truncate(at + 1);
+            }
+        }
         let mut settings = self.settings_for(headers);
-        settings.speak_length = speak_length;
+        settings.speak_length = time_limit;
         let pending = Pending {
             request_id: id,
             plan,
             settings,
         };
         if self.active.is_none() {
-            let msg = self.response(id, StatusCode::SUCCESS, RequestState::InProgress);
+            let msg = self
+                .response(id, StatusCode::SUCCESS, RequestState::InProgress)
+                .with_header(names::SPEECH_MARKER, self.marker_now(None));
             self.transmit.push_back(msg);
             if !self.start(pending) {
                 self.start_next();
@@ -503,6 +632,8 @@ impl Synthesizer {
                 self.active = Some(Active {
                     request_id: pending.request_id,
                     kill_on_barge_in: pending.settings.kill_on_barge_in,
+                    last_mark: None,
+                    prosody: pending.settings.prosody,
                 });
                 self.commands.push_back(MediaCommand::Play {
                     request_id: pending.request_id,
@@ -538,6 +669,7 @@ impl Synthesizer {
         reason: Option<&str>,
         failed_uri: Option<&(String, String)>,
     ) {
+        let marker = self.marker_now(Some(id));
         if self.active_request() == Some(id) {
             self.active = None;
         }
@@ -551,6 +683,7 @@ impl Synthesizer {
             msg.headers.push(names::FAILED_URI, uri.clone());
             msg.headers.push(names::FAILED_URI_CAUSE, uri_cause.clone());
         }
+        msg.headers.push(names::SPEECH_MARKER, marker);
         debug!(channel = %self.channel_id, request_id = id, cause = %cause, "SPEAK-COMPLETE");
         self.transmit.push_back(msg);
     }
@@ -566,6 +699,8 @@ impl Synthesizer {
         let targeted = |rid: RequestId| list.as_ref().is_none_or(|l| l.contains(&rid));
         let mut stopped = Vec::new();
         let mut active_stopped = false;
+        // Speech-Marker: the response carries the stopped request's last mark.
+        let marker = self.marker_now(self.active_request());
         if let Some(active) = self.active.as_ref().filter(|a| targeted(a.request_id)) {
             let rid = active.request_id;
             stopped.push(rid);
@@ -582,7 +717,7 @@ impl Synthesizer {
             !hit
         });
         // §8.6: stopped requests get no SPEAK-COMPLETE; the response lists them.
-        self.respond_with_list(id, StatusCode::SUCCESS, &stopped);
+        self.respond_with_list(id, StatusCode::SUCCESS, &stopped, Some(marker));
         if active_stopped {
             self.start_next();
         }
@@ -598,7 +733,7 @@ impl Synthesizer {
             self.commands
                 .push_back(MediaCommand::Pause { request_id: active });
         }
-        self.respond_with_list(id, StatusCode::SUCCESS, &[active]);
+        self.respond_with_list(id, StatusCode::SUCCESS, &[active], None);
     }
 
     fn resume(&mut self, id: RequestId) {
@@ -611,14 +746,15 @@ impl Synthesizer {
             self.commands
                 .push_back(MediaCommand::Resume { request_id: active });
         }
-        self.respond_with_list(id, StatusCode::SUCCESS, &[active]);
+        self.respond_with_list(id, StatusCode::SUCCESS, &[active], None);
     }
 
     fn barge_in(&mut self, id: RequestId) {
+        let marker = self.marker_now(self.active_request());
         let kill = self.active.as_ref().filter(|a| a.kill_on_barge_in);
         let Some(active) = kill.map(|a| a.request_id) else {
             // Nothing barge-in-able is playing: success, nothing terminated, no list.
-            self.respond(id, StatusCode::SUCCESS);
+            self.respond_with_list(id, StatusCode::SUCCESS, &[], Some(marker));
             return;
         };
         // §8.10: stop the prompt and every queued SPEAK; list them; no SPEAK-COMPLETE.
@@ -628,7 +764,7 @@ impl Synthesizer {
             .push_back(MediaCommand::Stop { request_id: active });
         self.active = None;
         self.paused = false;
-        self.respond_with_list(id, StatusCode::SUCCESS, &stopped);
+        self.respond_with_list(id, StatusCode::SUCCESS, &stopped, Some(marker));
     }
 
     fn control(&mut self, id: RequestId, headers: &Headers) {
@@ -661,29 +797,26 @@ impl Synthesizer {
                     SeekOffset::Forward(by)
                 })
             }
-            Some(other) => {
-                let err = HeaderError {
-                    name: names::JUMP_SIZE,
-                    value: other.to_string(),
-                    problem: "only Second units are supported",
-                };
-                self.respond_header_error(id, StatusCode::UNSUPPORTED_HEADER_VALUE, &err);
+            Some(_) => {
+                self.respond_unsupported_unit(id, names::JUMP_SIZE, headers);
                 return;
             }
         };
-        let limit = match length {
+        let length = match length {
             None => None,
             Some(SpeechLength::Numeric {
                 value,
                 unit: SpeechUnit::Second,
-            }) => Some(Duration::from_secs(value.unsigned_abs())),
-            Some(other) => {
-                let err = HeaderError {
-                    name: names::SPEAK_LENGTH,
-                    value: other.to_string(),
-                    problem: "only Second units are supported",
-                };
-                self.respond_header_error(id, StatusCode::UNSUPPORTED_HEADER_VALUE, &err);
+            }) => Some(MediaCommand::Limit {
+                request_id: active,
+                remaining: Duration::from_secs(value.unsigned_abs()),
+            }),
+            Some(SpeechLength::Tag(mark)) => Some(MediaCommand::EndAtMark {
+                request_id: active,
+                mark,
+            }),
+            Some(SpeechLength::Numeric { .. }) => {
+                self.respond_unsupported_unit(id, names::SPEAK_LENGTH, headers);
                 return;
             }
         };
@@ -696,22 +829,33 @@ impl Synthesizer {
                 offset,
             });
         }
-        if let Some(remaining) = limit {
-            self.commands.push_back(MediaCommand::Limit {
+        // A Speak-Length in CONTROL counts from the current point.
+        self.commands.extend(length);
+        // Prosody applies to the request's text that has not started yet; a voice or
+        // language change would need another voice mid-request: those are ignored, and 201
+        // says so, as it does for prosody dimensions and values the media player cannot read.
+        let (prosody, unread) = Prosody::from_headers(headers);
+        if !prosody.is_empty()
+            && let Some(a) = self.active.as_mut()
+        {
+            a.prosody = a.prosody.overlaid(prosody);
+            let prosody = a.prosody;
+            self.commands.push_back(MediaCommand::Prosody {
                 request_id: active,
-                remaining,
+                prosody,
             });
         }
-        // Voice and prosody changes cannot apply to recorded audio: say they were ignored.
-        let ignored = headers.iter().any(|(n, _)| {
-            is_prosody(n) || is_voice(n) || n.eq_ignore_ascii_case(names::SPEECH_LANGUAGE)
-        });
+        let ignored = !unread.is_empty()
+            || headers
+                .iter()
+                .any(|(n, _)| is_voice(n) || n.eq_ignore_ascii_case(names::SPEECH_LANGUAGE));
         let status = if ignored {
             StatusCode::SUCCESS_WITH_IGNORED_FIELDS
         } else {
             StatusCode::SUCCESS
         };
-        self.respond_with_list(id, status, &[active]);
+        let marker = self.marker_now(Some(active));
+        self.respond_with_list(id, status, &[active], Some(marker));
     }
 
     fn set_params(&mut self, id: RequestId, headers: &Headers) {
@@ -799,6 +943,7 @@ impl Synthesizer {
                 .map(str::to_ascii_lowercase),
             fetch_timeout: params.fetch_timeout().ok().flatten(),
             speak_length: None,
+            prosody: Prosody::from_headers(&params).0,
             content_base: params.content_base().map(str::to_string),
             logging_tag: params.logging_tag().map(str::to_string),
             params,

@@ -1,6 +1,7 @@
 //! Messages captured from UniMRCP 1.8 (`umc` and `unimrcpserver`), kept byte for byte in
 //! `tests/data` (copied from shared/interop/unimrcp-1.8): they parse, re-serialise to the same
-//! bytes, and our answers to the captured SPEAK have the shape of unimrcpserver's.
+//! bytes, and our answers to the captured SPEAK have the shape of unimrcpserver's (plus the
+//! `Speech-Marker` field RFC 6787 asks for).
 
 use std::time::Instant;
 
@@ -86,13 +87,27 @@ fn captured_server_messages_are_understood() {
     );
 }
 
+/// `message` without its `Speech-Marker` field, which RFC 6787 asks for in the
+/// IN-PROGRESS response and in SPEAK-COMPLETE and unimrcpserver leaves out.
+fn without_speech_marker(mut message: Message) -> (Vec<u8>, Option<String>) {
+    let marker = message.headers.remove(names::SPEECH_MARKER);
+    (message.encode(), marker)
+}
+
 #[test]
 fn our_answers_to_the_captured_speak_match_unimrcpserver() {
     let now = Instant::now();
     let mut synth = Synthesizer::new(CHANNEL, SynthConfig::default());
+    synth.handle_wall_clock(now, 0xE000_0000_8000_0000);
     synth.handle_request(now, &parse_whole(SPEAK));
-    let response = synth.poll_transmit().map(|m| m.encode());
-    assert_eq!(response.as_deref(), Some(RESPONSE));
+    let response = synth.poll_transmit().map(without_speech_marker);
+    assert_eq!(
+        response,
+        Some((
+            RESPONSE.to_vec(),
+            Some("timestamp=16140901066643341312".into())
+        ))
+    );
     assert!(synth.poll_transmit().is_none());
 
     let Some(imss_mrcp::MediaCommand::Play {
@@ -104,9 +119,16 @@ fn our_answers_to_the_captured_speak_match_unimrcpserver() {
     assert_eq!(request_id, 1);
     assert_eq!(plan.len(), 1);
 
-    synth.media_finished(now, 1);
-    let complete = synth.poll_transmit().map(|m| m.encode());
-    assert_eq!(complete.as_deref(), Some(COMPLETE));
+    synth.media_finished(now + std::time::Duration::from_millis(1500), 1);
+    let complete = synth.poll_transmit().map(without_speech_marker);
+    // 1.5 s later: 0x1_8000_0000 more in NTP units.
+    assert_eq!(
+        complete,
+        Some((
+            COMPLETE.to_vec(),
+            Some("timestamp=16140901073085792256".into())
+        ))
+    );
     assert!(synth.poll_transmit().is_none());
 }
 

@@ -3,8 +3,9 @@
 use std::time::{Duration, Instant};
 
 use imss_mrcp::{
-    CompletionCause, EventName, MediaCommand, MediaFailure, Message, Method, PlanItem, RequestId,
-    RequestState, SeekOffset, StartLine, StatusCode, SynthConfig, SynthState, Synthesizer, names,
+    CompletionCause, EventName, MediaCommand, MediaFailure, Message, Method, PlanItem, Prosody,
+    RequestId, RequestState, SeekOffset, StartLine, StatusCode, SynthConfig, SynthState,
+    Synthesizer, names,
 };
 
 const CH: &str = "ch1@speechsynth";
@@ -438,12 +439,47 @@ fn control_jumps_restarts_and_limits() {
     assert!(cmds.is_empty());
     let (out, _) = h.send(request(Method::Control, 7).with_header(names::JUMP_SIZE, "five"));
     assert_eq!(response_of(&out[0]).1, StatusCode::ILLEGAL_HEADER_VALUE);
-    // Prosody cannot change recorded audio: 201, some fields ignored.
-    let (out, _) = h.send(request(Method::Control, 8).with_header(names::PROSODY_RATE, "fast"));
+    // Prosody applies to the text that has not started; a voice change cannot: 201.
+    let (out, cmds) = h.send(request(Method::Control, 8).with_header(names::PROSODY_RATE, "fast"));
+    assert_eq!(response_of(&out[0]).1, StatusCode::SUCCESS);
+    assert_eq!(
+        cmds,
+        vec![MediaCommand::Prosody {
+            request_id: 2,
+            prosody: Prosody {
+                rate: Some(150),
+                ..Prosody::default()
+            }
+        }]
+    );
+    let (out, cmds) = h.send(
+        request(Method::Control, 9)
+            .with_header(names::PROSODY_VOLUME, "soft")
+            .with_header(names::VOICE_NAME, "Mary"),
+    );
     assert_eq!(
         response_of(&out[0]).1,
         StatusCode::SUCCESS_WITH_IGNORED_FIELDS
     );
+    assert_eq!(
+        cmds,
+        vec![MediaCommand::Prosody {
+            request_id: 2,
+            prosody: Prosody {
+                rate: Some(150),
+                volume: Some(50),
+                pitch: None
+            }
+        }],
+        "the changes add up"
+    );
+    let (out, cmds) =
+        h.send(request(Method::Control, 10).with_header("Prosody-Contour", "(0%,+20Hz)"));
+    assert_eq!(
+        response_of(&out[0]).1,
+        StatusCode::SUCCESS_WITH_IGNORED_FIELDS
+    );
+    assert!(cmds.is_empty());
 }
 
 #[test]
@@ -593,4 +629,299 @@ fn queue_is_bounded() {
     h.speak(2, "b");
     let (out, _) = h.speak(3, "c");
     assert_eq!(response_of(&out[0]).1, StatusCode::METHOD_FAILED);
+}
+
+fn ssml(body: &str) -> String {
+    format!(
+        r#"<?xml version="1.0"?><speak version="1.0" xmlns="http://www.w3.org/2001/10/synthesis">{body}</speak>"#
+    )
+}
+
+fn plan_of(cmds: &[MediaCommand]) -> Vec<PlanItem> {
+    match cmds {
+        [MediaCommand::Play { plan, .. }, ..] => plan.clone(),
+        other => panic!("expected Play, got {other:?}"),
+    }
+}
+
+#[test]
+fn speak_length_in_seconds_up_to_a_mark_or_refused_for_other_units() {
+    let mut h = Harness::new();
+    let audio = |uri: &str| PlanItem::Audio {
+        uri: uri.into(),
+        fallback: None,
+    };
+    let body =
+        ssml(r#"<audio src="a.wav"/><mark name="end"/><audio src="b.wav"/><mark name="x"/>"#);
+    // Seconds limit the time played; the plan is whole.
+    let (out, cmds) = h.send(
+        request(Method::Speak, 1)
+            .with_header(names::SPEAK_LENGTH, "+7 Second")
+            .with_body("application/ssml+xml", body.as_str()),
+    );
+    assert_eq!(response_of(&out[0]).1, StatusCode::SUCCESS);
+    match &cmds[..] {
+        [MediaCommand::Play { plan, settings, .. }] => {
+            assert_eq!(settings.speak_length, Some(Duration::from_secs(7)));
+            assert_eq!(plan.len(), 4);
+        }
+        other => panic!("{other:?}"),
+    }
+    h.send(request(Method::Stop, 2));
+
+    // A mark tag: the plan ends with that mark (reported, then SPEAK-COMPLETE normal).
+    let (_, cmds) = h.send(
+        request(Method::Speak, 3)
+            .with_header(names::SPEAK_LENGTH, "end Tag")
+            .with_body("application/ssml+xml", body.as_str()),
+    );
+    assert_eq!(
+        plan_of(&cmds),
+        vec![audio("a.wav"), PlanItem::Mark("end".into())]
+    );
+    h.synth.mark_reached(h.now, 3, "end", 1);
+    h.synth.media_finished(h.now, 3);
+    let (out, _) = h.drain();
+    assert!(is_speak_complete(&out[1], 3, CompletionCause::Normal));
+    // A tag the plan does not hold: all of it plays.
+    let (_, cmds) = h.send(
+        request(Method::Speak, 4)
+            .with_header(names::SPEAK_LENGTH, "nowhere Tag")
+            .with_body("application/ssml+xml", body.as_str()),
+    );
+    assert_eq!(plan_of(&cmds).len(), 4);
+    h.send(request(Method::Stop, 5));
+
+    // Words, sentences and paragraphs cannot be counted in audio: 409 echoing the field.
+    for value in ["3 Word", "+1 Sentence", "2 paragraph"] {
+        let (out, cmds) = h.send(
+            request(Method::Speak, 6)
+                .with_header(names::SPEAK_LENGTH, value)
+                .with_body("text/plain", "hello"),
+        );
+        assert_eq!(
+            response_of(&out[0]),
+            (
+                6,
+                StatusCode::UNSUPPORTED_HEADER_VALUE,
+                RequestState::Complete
+            )
+        );
+        assert_eq!(out[0].headers.get(names::SPEAK_LENGTH), Some(value));
+        assert!(cmds.is_empty());
+        h.synth = Synthesizer::new(CH, SynthConfig::default());
+    }
+    let (out, _) = h.send(
+        request(Method::Speak, 7)
+            .with_header(names::SPEAK_LENGTH, "-3 Second")
+            .with_body("text/plain", "hello"),
+    );
+    assert_eq!(response_of(&out[0]).1, StatusCode::ILLEGAL_HEADER_VALUE);
+}
+
+#[test]
+fn control_speak_length_limits_the_playing_request_from_now() {
+    let mut h = Harness::new();
+    h.send(request(Method::Speak, 1).with_body("text/uri-list", "source:moh\r\n"));
+    let (out, cmds) =
+        h.send(request(Method::Control, 2).with_header(names::SPEAK_LENGTH, "3 Second"));
+    assert_eq!(
+        response_of(&out[0]),
+        (2, StatusCode::SUCCESS, RequestState::Complete)
+    );
+    assert_eq!(active_list(&out[0]), Some(vec![1]));
+    assert_eq!(
+        cmds,
+        vec![MediaCommand::Limit {
+            request_id: 1,
+            remaining: Duration::from_secs(3)
+        }]
+    );
+    let (out, cmds) =
+        h.send(request(Method::Control, 3).with_header(names::SPEAK_LENGTH, "chapter2 Tag"));
+    assert_eq!(response_of(&out[0]).1, StatusCode::SUCCESS);
+    assert_eq!(
+        cmds,
+        vec![MediaCommand::EndAtMark {
+            request_id: 1,
+            mark: "chapter2".into()
+        }]
+    );
+    let (out, cmds) =
+        h.send(request(Method::Control, 4).with_header(names::SPEAK_LENGTH, "2 Sentence"));
+    assert_eq!(response_of(&out[0]).1, StatusCode::UNSUPPORTED_HEADER_VALUE);
+    assert_eq!(out[0].headers.get(names::SPEAK_LENGTH), Some("2 Sentence"));
+    assert!(cmds.is_empty());
+    // The limit reached is a normal end.
+    h.synth.media_finished(h.now, 1);
+    let (out, _) = h.drain();
+    assert!(is_speak_complete(&out[0], 1, CompletionCause::Normal));
+}
+
+/// The NTP time `after` past an NTP time `base`.
+fn ntp_after(base: u64, after: Duration) -> u64 {
+    base + (after.as_secs() << 32) + ((u64::from(after.subsec_nanos()) << 32) / 1_000_000_000)
+}
+
+fn marker_of(msg: &Message) -> Option<String> {
+    msg.headers
+        .speech_marker()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .map(|m| m.to_string())
+}
+
+#[test]
+fn speech_markers_for_item_starts_marks_and_in_responses() {
+    const NTP: u64 = 0xE000_0000_0000_0000;
+    let mut h = Harness::new();
+    let t0 = h.now;
+    h.synth.handle_wall_clock(t0, NTP);
+    let at = |h: &Harness| ntp_after(NTP, h.now - t0);
+
+    // The IN-PROGRESS response: the time, no mark yet.
+    let (out, _) = h.speak(1, "one");
+    assert_eq!(marker_of(&out[0]), Some(format!("timestamp={}", at(&h))));
+    // A PENDING response has none (the RFC asks for it in IN-PROGRESS only).
+    let (out, _) = h.speak(2, "two");
+    assert_eq!(
+        response_of(&out[0]),
+        (2, StatusCode::SUCCESS, RequestState::Pending)
+    );
+    assert_eq!(marker_of(&out[0]), None);
+
+    // Each spoken item's first packet: SPEECH-MARKER with no name, at the media's time.
+    h.synth.item_started(h.now, 1, 77);
+    let (out, _) = h.drain();
+    assert_eq!(
+        out[0].start,
+        StartLine::Event {
+            event: EventName::SpeechMarker,
+            request_id: 1,
+            state: RequestState::InProgress
+        }
+    );
+    assert_eq!(marker_of(&out[0]).as_deref(), Some("timestamp=77"));
+    // Reports about a request that is not playing are dropped.
+    h.synth.item_started(h.now, 2, 78);
+    assert!(h.drain().0.is_empty());
+
+    // After a mark, CONTROL and SPEAK-COMPLETE name it; an item start does not replace it.
+    h.synth.mark_reached(h.now, 1, "m1", 88);
+    h.synth.item_started(h.now, 1, 89);
+    let (out, _) = h.drain();
+    assert_eq!(marker_of(&out[0]).as_deref(), Some("timestamp=88;m1"));
+    assert_eq!(marker_of(&out[1]).as_deref(), Some("timestamp=89"));
+    let (out, _) = h.send(request(Method::Control, 3).with_header(names::JUMP_SIZE, "+1 Second"));
+    assert_eq!(marker_of(&out[0]), Some(format!("timestamp={};m1", at(&h))));
+    h.now += Duration::from_millis(1500);
+    h.synth.media_finished(h.now, 1);
+    let (out, _) = h.drain();
+    assert!(is_speak_complete(&out[0], 1, CompletionCause::Normal));
+    assert_eq!(marker_of(&out[0]), Some(format!("timestamp={};m1", at(&h))));
+
+    // Request 2 now plays and has reached no mark: STOP carries only the time.
+    let (out, _) = h.send(request(Method::Stop, 4));
+    assert_eq!(active_list(&out[0]), Some(vec![2]));
+    assert_eq!(marker_of(&out[0]), Some(format!("timestamp={}", at(&h))));
+    // BARGE-IN-OCCURRED: with the stopped request's last mark.
+    h.speak(5, "five");
+    h.synth.mark_reached(h.now, 5, "half", 99);
+    h.drain();
+    let (out, _) = h.send(request(Method::BargeInOccurred, 6));
+    assert_eq!(active_list(&out[0]), Some(vec![5]));
+    assert_eq!(
+        marker_of(&out[0]),
+        Some(format!("timestamp={};half", at(&h)))
+    );
+    // A failed SPEAK completes with the time too.
+    let (out, _) = h.send(request(Method::Speak, 7).with_body("application/ssml+xml", "<x/>"));
+    assert!(is_speak_complete(&out[1], 7, CompletionCause::ParseFailure));
+    assert_eq!(marker_of(&out[1]), Some(format!("timestamp={}", at(&h))));
+}
+
+#[test]
+fn speech_marker_timestamp_is_zero_without_a_wall_clock() {
+    let mut h = Harness::new();
+    let (out, _) = h.speak(1, "one");
+    assert_eq!(marker_of(&out[0]).as_deref(), Some("timestamp=0"));
+}
+
+#[test]
+fn basicsynth_fails_ssml_beyond_its_subset_with_parse_failure() {
+    let basic = SynthConfig {
+        ssml: imss_mrcp::SsmlSubset::Basic,
+        ..SynthConfig::default()
+    };
+    let mut h = Harness::new();
+    h.synth = Synthesizer::new(CH, basic);
+    let fine = ssml(
+        r#"Call <say-as interpret-as="telephone">555 0100</say-as><mark name="m"/><audio src="a.wav"/>"#,
+    );
+    let (out, cmds) =
+        h.send(request(Method::Speak, 1).with_body("application/ssml+xml", fine.as_str()));
+    assert_eq!(out.len(), 1);
+    assert_eq!(plan_of(&cmds).len(), 3);
+    h.synth.media_finished(h.now, 1);
+    h.drain();
+
+    let rich = ssml(r#"Hello <prosody rate="slow">there</prosody>"#);
+    let (out, cmds) =
+        h.send(request(Method::Speak, 2).with_body("application/ssml+xml", rich.as_str()));
+    assert_eq!(
+        response_of(&out[0]),
+        (2, StatusCode::SUCCESS, RequestState::InProgress)
+    );
+    assert!(is_speak_complete(&out[1], 2, CompletionCause::ParseFailure));
+    let reason = out[1].headers.completion_reason().unwrap_or_default();
+    assert!(
+        reason.contains("<prosody>") && reason.contains("basicsynth"),
+        "{reason}"
+    );
+    assert!(cmds.is_empty());
+    assert_eq!(h.synth.state(), SynthState::Idle);
+
+    // The same body on a speechsynth channel plays.
+    let mut h = Harness::new();
+    let (_, cmds) =
+        h.send(request(Method::Speak, 1).with_body("application/ssml+xml", rich.as_str()));
+    assert_eq!(plan_of(&cmds).len(), 1);
+}
+
+#[test]
+fn speak_prosody_comes_from_the_request_over_set_params() {
+    let mut h = Harness::new();
+    h.send(
+        request(Method::SetParams, 1)
+            .with_header(names::PROSODY_RATE, "slow")
+            .with_header(names::PROSODY_VOLUME, "loud"),
+    );
+    let (_, cmds) = h.send(
+        request(Method::Speak, 2)
+            .with_header(names::PROSODY_RATE, "x-fast")
+            .with_body("text/plain", "hi"),
+    );
+    match &cmds[..] {
+        [MediaCommand::Play { settings, .. }] => assert_eq!(
+            settings.prosody,
+            Prosody {
+                rate: Some(200),
+                volume: Some(150),
+                pitch: None
+            }
+        ),
+        other => panic!("{other:?}"),
+    }
+    // CONTROL overlays the request's prosody, not the channel's defaults.
+    let (_, cmds) = h.send(request(Method::Control, 3).with_header(names::PROSODY_PITCH, "high"));
+    assert_eq!(
+        cmds,
+        vec![MediaCommand::Prosody {
+            request_id: 2,
+            prosody: Prosody {
+                rate: Some(200),
+                volume: Some(150),
+                pitch: Some(125)
+            }
+        }]
+    );
 }

@@ -72,6 +72,14 @@ pub struct Sip {
     pub advertise: Option<IpAddr>,
     /// Most calls at once; further INVITEs get 503 with Retry-After.
     pub max_calls: usize,
+    /// RFC 4028 session timers: the longest session interval granted, in seconds. A
+    /// Session-Expires above it is lowered to it (never below the request's Min-SE). The
+    /// server imposes no timer on a call whose INVITE asks for none.
+    pub session_expires_s: u32,
+    /// RFC 4028 session timers: the shortest session interval accepted, in seconds; a
+    /// timer-aware caller asking for less gets 422 with this Min-SE. RFC 4028 puts the floor
+    /// at 90; lower values are for tests.
+    pub min_se_s: u32,
 }
 
 impl Default for Sip {
@@ -81,6 +89,8 @@ impl Default for Sip {
             port: 6060,
             advertise: None,
             max_calls: 8000,
+            session_expires_s: 1800,
+            min_se_s: 90,
         }
     }
 }
@@ -96,6 +106,13 @@ pub struct Mrcp {
     /// Seconds a session may wait for its first request on the control channel before the
     /// server hangs up (a client that never connects would otherwise hold the call).
     pub connect_timeout_s: u64,
+    /// TCP port of the TLS control channel listener (`TCP/TLS/MRCPv2` offers are granted
+    /// there); 0 picks a free port (tests). Absent: no TLS, such offers are refused.
+    pub tls_port: Option<u16>,
+    /// PEM file with the server certificate chain, leaf first (needed with `tls_port`).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file with the certificate's private key (needed with `tls_port`).
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for Mrcp {
@@ -104,6 +121,9 @@ impl Default for Mrcp {
             bind: IpAddr::from([0, 0, 0, 0]),
             port: 8104,
             connect_timeout_s: 30,
+            tls_port: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -402,6 +422,8 @@ impl Config {
                 "must be at least 1 second".into(),
             ));
         }
+        self.validate_session_timers()?;
+        self.validate_mrcp_tls()?;
         if let Some(p) = rtp.realtime_priority
             && !(1..=99).contains(&p)
         {
@@ -499,6 +521,69 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    fn validate_session_timers(&self) -> Result<(), ConfigError> {
+        let sip = &self.sip;
+        if sip.min_se_s == 0 {
+            return Err(ConfigError::Invalid {
+                key: "sip.min_se_s".into(),
+                message: "must be at least 1 second (RFC 4028 recommends 90)".into(),
+            });
+        }
+        if sip.session_expires_s < sip.min_se_s {
+            return Err(ConfigError::Invalid {
+                key: "sip.session_expires_s".into(),
+                message: format!(
+                    "{} s is below sip.min_se_s ({} s)",
+                    sip.session_expires_s, sip.min_se_s
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// `tls_port`, `tls_cert` and `tls_key` go together, and the files must hold a usable
+    /// PEM certificate chain and its key.
+    fn validate_mrcp_tls(&self) -> Result<(), ConfigError> {
+        let m = &self.mrcp;
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            key: key.into(),
+            message,
+        };
+        let (cert, key) = match (m.tls_port, &m.tls_cert, &m.tls_key) {
+            (None, None, None) => return Ok(()),
+            (None, _, _) => {
+                return Err(invalid(
+                    "mrcp.tls_port",
+                    "required with mrcp.tls_cert and mrcp.tls_key (the TLS listener's port)".into(),
+                ));
+            }
+            (Some(_), None, _) => {
+                return Err(invalid(
+                    "mrcp.tls_cert",
+                    "required with mrcp.tls_port (a PEM certificate chain)".into(),
+                ));
+            }
+            (Some(_), Some(_), None) => {
+                return Err(invalid(
+                    "mrcp.tls_key",
+                    "required with mrcp.tls_port (the certificate's PEM private key)".into(),
+                ));
+            }
+            (Some(port), Some(cert), Some(key)) => {
+                if port != 0 && port == m.port {
+                    return Err(invalid(
+                        "mrcp.tls_port",
+                        format!("{port} is also mrcp.port; TLS needs a port of its own"),
+                    ));
+                }
+                (cert, key)
+            }
+        };
+        crate::tls::server_config(cert, key)
+            .map(|_| ())
+            .map_err(|e| invalid(e.key(), e.detail()))
     }
 
     /// The folder `play=` URIs and playlists are resolved against.
@@ -641,6 +726,68 @@ url = "nats://127.0.0.1:4222"
             .expect_err("fallback")
             .to_string();
         assert!(msg.contains("fallback"), "{msg}");
+    }
+
+    #[test]
+    fn session_timer_keys() {
+        let c = parse("[sip]\nsession_expires_s = 600\nmin_se_s = 120\n").expect("valid");
+        assert_eq!((c.sip.session_expires_s, c.sip.min_se_s), (600, 120));
+        let d = Config::default();
+        assert_eq!((d.sip.session_expires_s, d.sip.min_se_s), (1800, 90));
+        let msg = parse("[sip]\nmin_se_s = 0\n")
+            .expect_err("zero")
+            .to_string();
+        assert!(msg.starts_with("sip.min_se_s"), "{msg}");
+        let msg = parse("[sip]\nsession_expires_s = 60\n")
+            .expect_err("below min")
+            .to_string();
+        assert!(
+            msg.starts_with("sip.session_expires_s") && msg.contains("90"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn mrcp_tls_keys_go_together_and_files_are_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pair = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("rcgen");
+        let cert = dir.path().join("cert.pem");
+        let key = dir.path().join("key.pem");
+        std::fs::write(&cert, pair.cert.pem()).expect("write");
+        std::fs::write(&key, pair.key_pair.serialize_pem()).expect("write");
+        let toml = |port: &str, cert: &Path, key: &Path| {
+            format!(
+                "[mrcp]\n{port}tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+                cert.display(),
+                key.display()
+            )
+        };
+        let c = parse(&toml("tls_port = 8105\n", &cert, &key)).expect("valid TLS");
+        assert_eq!(c.mrcp.tls_port, Some(8105));
+        let msg = parse(&toml("", &cert, &key))
+            .expect_err("no port")
+            .to_string();
+        assert!(msg.starts_with("mrcp.tls_port"), "{msg}");
+        let msg = parse("[mrcp]\ntls_port = 8105\n")
+            .expect_err("no cert")
+            .to_string();
+        assert!(msg.starts_with("mrcp.tls_cert"), "{msg}");
+        let msg = parse(&toml("tls_port = 8104\n", &cert, &key))
+            .expect_err("same port")
+            .to_string();
+        assert!(msg.starts_with("mrcp.tls_port"), "{msg}");
+        let missing = dir.path().join("nope.pem");
+        let msg = parse(&toml("tls_port = 8105\n", &missing, &key))
+            .expect_err("unreadable cert")
+            .to_string();
+        assert!(
+            msg.starts_with("mrcp.tls_cert") && msg.contains("nope.pem"),
+            "{msg}"
+        );
+        let msg = parse(&toml("tls_port = 8105\n", &cert, &cert))
+            .expect_err("a certificate is no key")
+            .to_string();
+        assert!(msg.starts_with("mrcp.tls_key"), "{msg}");
     }
 
     #[test]

@@ -7,6 +7,10 @@
 //!
 //! Must not: build packets or touch audio samples (the pacing engine does), or block the
 //! tokio runtime (file decoding runs on the blocking pool).
+//!
+//! The MRCPv2 control channel can also run over TLS ([`tls`], `mrcp.tls_port`): rustls
+//! (through tokio-rustls), memory-safe and free of system libraries, on the `ring` crypto
+//! provider.
 
 pub mod audio_root;
 pub mod config;
@@ -14,6 +18,7 @@ mod demo;
 mod live;
 mod sip_shell;
 pub mod target;
+pub mod tls;
 pub mod tts;
 
 pub use config::{Config, ConfigError};
@@ -46,6 +51,9 @@ pub enum StartError {
     /// The pacing threads could not start.
     #[error("cannot start the pacing threads: {0}")]
     Pacing(std::io::Error),
+    /// The TLS certificate or key of the MRCPv2 control channel cannot be used.
+    #[error("{0}")]
+    Tls(#[from] tls::TlsConfigError),
     /// A data folder could not be created.
     #[error("cannot create {path}: {source}")]
     DataDir {
@@ -66,6 +74,8 @@ pub struct RunningServer {
     pub http: SocketAddr,
     /// MRCPv2 control channels (TCP).
     pub mrcp: SocketAddr,
+    /// MRCPv2 control channels over TLS, when `mrcp.tls_port` is set.
+    pub mrcp_tls: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     health: Arc<imss_web::Health>,
@@ -93,6 +103,61 @@ pub(crate) struct Shared {
     pub channel_ids: imss_sip::sdp::ChannelIds,
     /// The bound MRCPv2 control port, written into SDP answers.
     pub mrcp_port: u16,
+    /// The bound TLS control port, written into answers to `TCP/TLS/MRCPv2` offers.
+    pub mrcp_tls_port: Option<u16>,
+}
+
+/// Binds SIP over UDP and TCP on the same port. With port 0 (tests) UDP picks the port and
+/// TCP follows; if that TCP port is taken (an ephemeral port of some outgoing connection),
+/// another pair is tried.
+async fn bind_sip(
+    ip: std::net::IpAddr,
+    port: u16,
+) -> Result<
+    (
+        tokio::net::UdpSocket,
+        SocketAddr,
+        tokio::net::TcpListener,
+        SocketAddr,
+    ),
+    StartError,
+> {
+    let sip_bind = SocketAddr::new(ip, port);
+    let mut attempts = if port == 0 { 20 } else { 1 };
+    loop {
+        attempts -= 1;
+        let udp = tokio::net::UdpSocket::bind(sip_bind)
+            .await
+            .map_err(|source| StartError::Bind {
+                what: "SIP/UDP",
+                addr: sip_bind,
+                source,
+            })?;
+        let sip_udp = udp.local_addr().map_err(|source| StartError::Bind {
+            what: "SIP/UDP",
+            addr: sip_bind,
+            source,
+        })?;
+        // TCP on the same port as UDP (port 0 in tests: the port UDP got).
+        let tcp_bind = SocketAddr::new(ip, sip_udp.port());
+        let tcp = match tokio::net::TcpListener::bind(tcp_bind).await {
+            Ok(tcp) => tcp,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && attempts > 0 => continue,
+            Err(source) => {
+                return Err(StartError::Bind {
+                    what: "SIP/TCP",
+                    addr: tcp_bind,
+                    source,
+                });
+            }
+        };
+        let sip_tcp = tcp.local_addr().map_err(|source| StartError::Bind {
+            what: "SIP/TCP",
+            addr: tcp_bind,
+            source,
+        })?;
+        return Ok((udp, sip_udp, tcp, sip_tcp));
+    }
 }
 
 /// Starts every listener and the media plane; returns once all of them are up.
@@ -125,33 +190,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let (shutdown, shutdown_rx) = watch::channel(false);
     let health = Arc::new(imss_web::Health::default());
 
-    let sip_bind = SocketAddr::new(config.sip.bind, config.sip.port);
-    let udp = tokio::net::UdpSocket::bind(sip_bind)
-        .await
-        .map_err(|source| StartError::Bind {
-            what: "SIP/UDP",
-            addr: sip_bind,
-            source,
-        })?;
-    let sip_udp = udp.local_addr().map_err(|source| StartError::Bind {
-        what: "SIP/UDP",
-        addr: sip_bind,
-        source,
-    })?;
-    // TCP on the same port as UDP (port 0 in tests: the port UDP got).
-    let tcp_bind = SocketAddr::new(config.sip.bind, sip_udp.port());
-    let tcp = tokio::net::TcpListener::bind(tcp_bind)
-        .await
-        .map_err(|source| StartError::Bind {
-            what: "SIP/TCP",
-            addr: tcp_bind,
-            source,
-        })?;
-    let sip_tcp = tcp.local_addr().map_err(|source| StartError::Bind {
-        what: "SIP/TCP",
-        addr: tcp_bind,
-        source,
-    })?;
+    let (udp, sip_udp, tcp, sip_tcp) = bind_sip(config.sip.bind, config.sip.port).await?;
 
     let http_bind = SocketAddr::new(config.http.bind, config.http.port);
     let http_listener = tokio::net::TcpListener::bind(http_bind)
@@ -185,6 +224,38 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             source,
         })?;
 
+    let mrcp_tls = match (
+        &config.mrcp.tls_port,
+        &config.mrcp.tls_cert,
+        &config.mrcp.tls_key,
+    ) {
+        (Some(port), Some(cert), Some(key)) => {
+            let tls_config = tls::server_config(cert, key)?;
+            let bind = SocketAddr::new(config.mrcp.bind, *port);
+            let listener = tokio::net::TcpListener::bind(bind)
+                .await
+                .map_err(|source| StartError::Bind {
+                    what: "MRCPv2/TLS",
+                    addr: bind,
+                    source,
+                })?;
+            let addr = listener.local_addr().map_err(|source| StartError::Bind {
+                what: "MRCPv2/TLS",
+                addr: bind,
+                source,
+            })?;
+            Some((
+                sip_shell::TlsListener {
+                    listener,
+                    acceptor: tokio_rustls::TlsAcceptor::from(tls_config),
+                },
+                addr,
+            ))
+        }
+        _ => None,
+    };
+    let mrcp_tls_addr = mrcp_tls.as_ref().map(|(_, a)| *a);
+
     let shared = Arc::new(Shared {
         config,
         clips,
@@ -193,6 +264,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         sources,
         channel_ids: imss_sip::sdp::ChannelIds::new(),
         mrcp_port: mrcp.port(),
+        mrcp_tls_port: mrcp_tls_addr.map(|a| a.port()),
     });
 
     let mut tasks = Vec::new();
@@ -206,22 +278,27 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             tracing::error!(error = %e, "HTTP listener failed");
         }
     }));
+    let listeners = sip_shell::Listeners {
+        udp,
+        udp_addr: sip_udp,
+        tcp,
+        mrcp: mrcp_listener,
+        mrcp_tls: mrcp_tls.map(|(l, _)| l),
+    };
     tasks.push(tokio::spawn(sip_shell::run(
         shared,
-        udp,
-        sip_udp,
-        tcp,
-        mrcp_listener,
+        listeners,
         pacer_rx,
         shutdown_rx,
     )));
     health.set_ready();
-    tracing::info!(%sip_udp, %sip_tcp, %http, %mrcp, "imss ready");
+    tracing::info!(%sip_udp, %sip_tcp, %http, %mrcp, mrcp_tls = ?mrcp_tls_addr, "imss ready");
     Ok(RunningServer {
         sip_udp,
         sip_tcp,
         http,
         mrcp,
+        mrcp_tls: mrcp_tls_addr,
         shutdown,
         tasks,
         health,

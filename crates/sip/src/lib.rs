@@ -2,8 +2,8 @@
 //!
 //! This crate owns the SIP message codec ([`message`]), the SDP model and the audio
 //! offer/answer of a server that only sends G.711 ([`sdp`]), the user-agent server core with
-//! its transactions and dialogs ([`endpoint`]), and the user-agent client used by
-//! `imss call` and `imss bench` ([`uac`]).
+//! its transactions, dialogs and RFC 4028 session timers ([`endpoint`]), and the user-agent
+//! client used by `imss call` and `imss bench` ([`uac`]).
 //!
 //! It must not do I/O: it holds no sockets, never reads the clock, never sleeps and spawns
 //! nothing. All time is external input (`now: Instant`); the state machines hand back what to

@@ -581,7 +581,14 @@ impl ClientCall {
                     self.terminate();
                 }
             }
-            Timer::G(_) | Timer::H(_) | Timer::I(_) | Timer::J(_) | Timer::K(_) => {}
+            Timer::D(_)
+            | Timer::G(_)
+            | Timer::H(_)
+            | Timer::I(_)
+            | Timer::J(_)
+            | Timer::K(_)
+            | Timer::SessionRefresh(_)
+            | Timer::SessionExpiry(_) => {}
         }
     }
 

@@ -89,7 +89,7 @@ pub fn free_rtp_port() -> u16 {
 
 /// Starts the server. `prepare` fills the audio root before start; `extra_toml` is appended
 /// to a config that binds everything on 127.0.0.1 with ephemeral SIP, HTTP and MRCP ports
-/// (its lines `mrcp.KEY = …` go into the `[mrcp]` table).
+/// (its lines `mrcp.KEY = …` go into the `[mrcp]` table, `sip.KEY = …` into `[sip]`).
 pub fn start_server(extra_toml: &str, prepare: impl FnOnce(&Path)) -> Server {
     let dir = tempfile::tempdir().expect("tempdir");
     let audio = dir.path().join("audio");
@@ -105,6 +105,12 @@ pub fn start_server(extra_toml: &str, prepare: impl FnOnce(&Path)) -> Server {
         .iter()
         .map(|l| format!("{}\n", l.trim_start_matches("mrcp.")))
         .collect();
+    let (sip_extra, extra): (Vec<&str>, Vec<&str>) =
+        extra.into_iter().partition(|l| l.starts_with("sip."));
+    let sip_extra: String = sip_extra
+        .iter()
+        .map(|l| format!("{}\n", l.trim_start_matches("sip.")))
+        .collect();
     let extra = extra.join("\n");
     let config = format!(
         r#"[general]
@@ -113,7 +119,7 @@ data_dir = "{data}"
 [sip]
 bind = "127.0.0.1"
 port = 0
-[http]
+{sip_extra}[http]
 bind = "127.0.0.1"
 port = 0
 [mrcp]

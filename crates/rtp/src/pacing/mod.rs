@@ -13,11 +13,12 @@
 //!
 //! The thread wakes only for slots that hold a stream, and at least every 20 ms; on each
 //! wake-up it drains its command queue (a lock-free `SegQueue`: add, remove, pause, resume,
-//! replace playout, update remote), then for every stream due fills the payload
-//! straight into a preallocated buffer ([`Playout::fill`]), writes the RTP header in front
-//! ([`Packetizer::write_header`]) and sends it. The per-packet path does not allocate, lock or
-//! log; send errors (ECONNREFUSED after an ICMP port unreachable, EAGAIN) are counted in
-//! [`PacerStats`] and never stop a stream. A stream's RTCP timer is checked when the stream
+//! replace playout or its upcoming items, seek, restart, limit, end at a mark, update
+//! remote), then for every stream due fills the payload straight into a preallocated buffer
+//! ([`Playout::fill`]), writes the RTP header in front ([`Packetizer::write_header`]) and
+//! sends it. The per-packet path does not allocate, lock or log; send errors (ECONNREFUSED
+//! after an ICMP port unreachable, EAGAIN) are counted in [`PacerStats`] and never stop a
+//! stream. A stream's RTCP timer is checked when the stream
 //! is due (at most once per slot): SR + SDES on the odd port at the RFC 3550 interval, and
 //! receiver reports waiting on that socket are read then, without blocking. Events
 //! ([`StreamEvent`]) are rare and go straight to the callback, from the pacing thread: the
@@ -59,7 +60,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_queue::SegQueue;
-use imss_media::{Law, Playout};
+use imss_media::{Law, PlayItem, Playout};
 
 #[cfg(doc)]
 use crate::Packetizer;
@@ -215,6 +216,10 @@ pub(crate) enum Command {
     Replace(u64, Box<Playout>),
     Seek(u64, i64),
     Restart(u64),
+    /// Samples the playout may still play from its current point.
+    Limit(u64, u64),
+    EndAtMark(u64, Option<u32>),
+    ReplaceUpcoming(u64, Vec<PlayItem>),
     UpdateRemote(u64, Box<RemoteUpdate>),
 }
 
@@ -430,6 +435,25 @@ impl Pacer {
     /// Starts the playout again from its beginning (an ended stream sends again).
     pub fn restart(&self, id: u64) {
         self.send_to(id, Command::Restart(id));
+    }
+
+    /// Lets the playout play at most `remaining` more from its current point, replacing any
+    /// earlier limit (MRCP CONTROL `Speak-Length`); it then ends as at its own end (`Ended`).
+    pub fn limit_remaining(&self, id: u64, remaining: Duration) {
+        self.send_to(id, Command::Limit(id, imss_media::samples_in(remaining)));
+    }
+
+    /// Ends the playout when it next reaches mark `mark` (after reporting it); `None` lets it
+    /// play to its end again (MRCP `Speak-Length: <mark> Tag`).
+    pub fn end_at_mark(&self, id: u64, mark: Option<u32>) {
+        self.send_to(id, Command::EndAtMark(id, mark));
+    }
+
+    /// Gives the playout new renderings of its items, except the one playing now
+    /// ([`Playout::replace_upcoming`]; MRCP CONTROL `Prosody-*`). Ignored when `items` does
+    /// not have the playout's length.
+    pub fn replace_upcoming(&self, id: u64, items: Vec<PlayItem>) {
+        self.send_to(id, Command::ReplaceUpcoming(id, items));
     }
 
     /// Replaces what the stream plays; an `Ended` stream starts sending again.

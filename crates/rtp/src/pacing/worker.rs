@@ -274,6 +274,23 @@ impl Worker {
                         }
                     }
                 }
+                Command::Limit(id, samples) => {
+                    if let Some(s) = self.stream_by_id(id) {
+                        s.playout.limit_remaining(samples);
+                    }
+                }
+                Command::EndAtMark(id, mark) => {
+                    if let Some(s) = self.stream_by_id(id) {
+                        s.playout.end_at_mark(mark);
+                    }
+                }
+                Command::ReplaceUpcoming(id, items) => {
+                    if let Some(s) = self.stream_by_id(id)
+                        && !s.playout.replace_upcoming(items)
+                    {
+                        tracing::debug!(stream = id, "new items do not fit the playout; ignored");
+                    }
+                }
                 Command::UpdateRemote(id, update) => self.update_remote(id, &update, now_tick),
             }
         }
@@ -761,6 +778,63 @@ mod tests {
         assert_eq!(w.streams.get_mut(i).map(|s| s.next_due), Some(220));
         let _ = rx.set_nonblocking(true);
         assert!(rx.recv(&mut [0u8; 1500]).is_err(), "no more than a batch");
+    }
+
+    #[test]
+    fn limit_counts_from_the_packets_already_sent() {
+        let clip = clip();
+        let (mut w, rx, i) = one_stream(&clip);
+        let now = w.base;
+        w.process_slot(0, 0, now);
+        w.process_slot(20, 20, now);
+        // 60 ms more from here: three packets, then the stream ends.
+        w.commands().push(Command::Limit(
+            1,
+            imss_media::samples_in(Duration::from_millis(60)),
+        ));
+        w.drain_commands(30, usize::MAX);
+        for t in (40..=140).step_by(20) {
+            w.process_slot(t, t, now);
+        }
+        let got = recv_all(&rx, 5);
+        assert_eq!(got[4].1, &clip.bytes(Law::Pcmu)[640..800]);
+        let _ = rx.set_nonblocking(true);
+        assert!(
+            rx.recv(&mut [0u8; 1500]).is_err(),
+            "nothing after the limit"
+        );
+        assert_eq!(w.streams.get_mut(i).map(|s| s.ended), Some(true));
+        assert_eq!(w.local.packets, 5);
+    }
+
+    #[test]
+    fn end_at_mark_ends_the_playout_at_that_mark() {
+        let clip = clip();
+        let (mut w, rx, i) = one_stream(&clip);
+        let short = Arc::new(Clip::from_samples_8k(&[0.25; 400]));
+        let playout = Playout::new(
+            vec![
+                PlayItem::Clip(Arc::clone(&short)),
+                PlayItem::Mark(0),
+                PlayItem::Clip(Arc::clone(&clip)),
+            ],
+            Repeat::Times(1),
+            Duration::ZERO,
+            None,
+        );
+        w.commands().push(Command::Replace(1, Box::new(playout)));
+        w.commands().push(Command::EndAtMark(1, Some(0)));
+        w.drain_commands(0, usize::MAX);
+        let now = w.base;
+        for t in 0..=200 {
+            w.process_slot(t, t, now);
+        }
+        // 400 samples: two full packets and one of 80 samples padded with silence.
+        let got = recv_all(&rx, 3);
+        assert!(got[2].1[80..].iter().all(|&b| b == Law::Pcmu.silence()));
+        let _ = rx.set_nonblocking(true);
+        assert!(rx.recv(&mut [0u8; 1500]).is_err(), "nothing after the mark");
+        assert_eq!(w.streams.get_mut(i).map(|s| s.ended), Some(true));
     }
 
     #[test]

@@ -4,7 +4,13 @@
 //! messages, feeds them in with the current time, sends what the endpoint hands back, sleeps
 //! until its next timer, and turns endpoint events into streams on the pacing engine (and
 //! pacing events, such as the end of an announcement, into BYEs). TCP connections have a
-//! reader and a writer task each; they never touch call state.
+//! reader and a writer task each; they never touch call state. MRCPv2 control connections
+//! over TLS are the same after a handshake task of their own, bounded by
+//! [`TLS_HANDSHAKE`], so a slow or failed handshake holds up nothing else.
+//!
+//! Session timers (RFC 4028) run in the endpoint; a session that expires ends like a BYE
+//! from the caller ([`Event::Ended`] → `end_call`), and a refresh by re-INVITE re-offers the
+//! last description the call answered with, its version incremented.
 
 mod mrcp;
 
@@ -14,14 +20,16 @@ use crate::target::{self, Target};
 use imss_media::{Clip, Law, PlayItem, Playout, Repeat};
 use imss_rtp::PortPair;
 use imss_rtp::pacing::{NewStream, StreamEvent};
-use imss_sip::endpoint::{CallId, Endpoint, EndpointConfig, Event, Input, Transmit, Transport};
+use imss_sip::endpoint::{
+    CallId, Endpoint, EndpointConfig, Event, Input, SessionTimerSettings, Transmit, Transport,
+};
 use imss_sip::message::{self, Message};
 use imss_sip::sdp::{self, AnswerParams, Codec, Negotiated, SessionDescription};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
 
@@ -35,6 +43,14 @@ const DRAIN_GRACE: Duration = Duration::from_secs(2);
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 /// How long opening an outbound SIP/TCP connection may take.
 const OUTBOUND_CONNECT: Duration = Duration::from_secs(5);
+/// How long a client may take to complete the TLS handshake of an MRCPv2 control connection.
+const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// The TLS control channel listener (`mrcp.tls_port`) and its rustls acceptor.
+pub(crate) struct TlsListener {
+    pub listener: TcpListener,
+    pub acceptor: tokio_rustls::TlsAcceptor,
+}
 
 /// What the connection tasks and the blocking pool send to the SIP task.
 enum ShellInput {
@@ -62,6 +78,8 @@ enum ShellInput {
     MrcpOpened {
         conn: u64,
         writer: mpsc::UnboundedSender<Vec<u8>>,
+        /// The connection came through the TLS listener.
+        tls: bool,
     },
     MrcpClosed {
         conn: u64,
@@ -95,6 +113,8 @@ struct Call {
     in_pacer: bool,
     session_id: u64,
     session_version: u64,
+    /// The SDP of the last 2xx, re-offered (version incremented) by a refresh re-INVITE.
+    local_sdp: Option<String>,
     hanging_up: bool,
 }
 
@@ -109,17 +129,36 @@ struct Shell {
     next_stream: u64,
     next_conn: u64,
     input_tx: mpsc::UnboundedSender<ShellInput>,
+    /// MRCPv2 control connections that came through the TLS listener.
+    tls_conns: HashSet<u64>,
+}
+
+/// The sockets the SIP task serves.
+pub(crate) struct Listeners {
+    /// SIP over UDP and its bound address.
+    pub udp: UdpSocket,
+    pub udp_addr: SocketAddr,
+    /// SIP over TCP (same port).
+    pub tcp: TcpListener,
+    /// MRCPv2 control connections over TCP.
+    pub mrcp: TcpListener,
+    /// MRCPv2 control connections over TLS, when configured.
+    pub mrcp_tls: Option<TlsListener>,
 }
 
 pub(crate) async fn run(
     shared: Arc<Shared>,
-    udp: UdpSocket,
-    udp_addr: SocketAddr,
-    tcp: TcpListener,
-    mrcp_listener: TcpListener,
+    listeners: Listeners,
     mut pacer_rx: mpsc::UnboundedReceiver<StreamEvent>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let Listeners {
+        udp,
+        udp_addr,
+        tcp,
+        mrcp: mrcp_listener,
+        mrcp_tls,
+    } = listeners;
     let contact_host = shared.config.sip_advertise().to_string();
     let mut endpoint = Endpoint::new(EndpointConfig {
         contact_host,
@@ -131,6 +170,10 @@ pub(crate) async fn run(
         ),
     });
     endpoint.set_options_sdp(options_sdp(&shared));
+    endpoint.set_session_timers(SessionTimerSettings {
+        session_expires: shared.config.sip.session_expires_s,
+        min_se: shared.config.sip.min_se_s,
+    });
     let (input_tx, mut input_rx) = mpsc::unbounded_channel();
     let mut shell = Shell {
         shared,
@@ -143,6 +186,7 @@ pub(crate) async fn run(
         next_stream: 1,
         next_conn: 1,
         input_tx,
+        tls_conns: HashSet::new(),
     };
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
@@ -173,9 +217,28 @@ pub(crate) async fn run(
                 Ok((stream, peer)) => {
                     let conn = shell.next_conn;
                     shell.next_conn += 1;
-                    mrcp::spawn_connection(conn, peer, stream, shell.input_tx.clone());
+                    let _ = stream.set_nodelay(true);
+                    mrcp::spawn_connection(conn, peer, stream, shell.input_tx.clone(), false);
                 }
                 Err(e) => tracing::warn!(error = %e, "MRCPv2 accept failed"),
+            },
+            r = accept_tls(mrcp_tls.as_ref()) => match r {
+                Ok((stream, peer, acceptor)) => {
+                    let conn = shell.next_conn;
+                    shell.next_conn += 1;
+                    let tx = shell.input_tx.clone();
+                    tokio::spawn(async move {
+                        let _ = stream.set_nodelay(true);
+                        match tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => mrcp::spawn_connection(conn, peer, tls, tx, true),
+                            Ok(Err(e)) => {
+                                tracing::info!(%peer, error = %e, "MRCPv2 TLS handshake failed; closing");
+                            }
+                            Err(_) => tracing::info!(%peer, "MRCPv2 TLS handshake timed out; closing"),
+                        }
+                    });
+                }
+                Err(e) => tracing::warn!(error = %e, "MRCPv2/TLS accept failed"),
             },
             Some(input) = input_rx.recv() => shell.handle_shell_input(input),
             Some(ev) = pacer_rx.recv() => shell.handle_pacer_event(ev),
@@ -190,23 +253,35 @@ pub(crate) async fn run(
     shell.shut_down(&mut buf).await;
 }
 
-/// Splits a TCP connection: the read half for the caller, and a queue whose messages a
-/// writer task sends in order until the connection fails.
-fn split_with_writer(
-    stream: TcpStream,
-) -> (
-    tokio::net::tcp::OwnedReadHalf,
-    mpsc::UnboundedSender<Vec<u8>>,
-) {
-    let _ = stream.set_nodelay(true);
-    let (reader, mut writer) = stream.into_split();
+/// The next connection of the TLS listener with its acceptor; never ready without one.
+async fn accept_tls(
+    tls: Option<&TlsListener>,
+) -> std::io::Result<(TcpStream, SocketAddr, tokio_rustls::TlsAcceptor)> {
+    match tls {
+        Some(t) => {
+            let (stream, peer) = t.listener.accept().await?;
+            Ok((stream, peer, t.acceptor.clone()))
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Splits a connection (TCP, or TLS over TCP): the read half for the caller, and a queue
+/// whose messages a writer task sends in order (flushed, so TLS records go out at once)
+/// until the connection fails.
+fn split_with_writer<S>(stream: S) -> (tokio::io::ReadHalf<S>, mpsc::UnboundedSender<Vec<u8>>)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (reader, mut writer) = tokio::io::split(stream);
     let (wtx, mut wrx) = mpsc::unbounded_channel::<Vec<u8>>();
     tokio::spawn(async move {
         while let Some(bytes) = wrx.recv().await {
-            if writer.write_all(&bytes).await.is_err() {
+            if writer.write_all(&bytes).await.is_err() || writer.flush().await.is_err() {
                 break;
             }
         }
+        let _ = writer.shutdown().await;
     });
     (reader, wtx)
 }
@@ -218,6 +293,7 @@ fn spawn_connection(
     stream: TcpStream,
     tx: mpsc::UnboundedSender<ShellInput>,
 ) -> mpsc::UnboundedSender<Vec<u8>> {
+    let _ = stream.set_nodelay(true);
     let (mut reader, wtx) = split_with_writer(stream);
     let _ = tx.send(ShellInput::TcpOpened {
         conn,
@@ -365,15 +441,27 @@ impl Shell {
                     malformed,
                 },
             ),
-            ShellInput::Mrcp { conn, message } => self.handle_mrcp(now, conn, message),
+            ShellInput::Mrcp { conn, message } => {
+                if !self.mrcp_refused_in_clear(conn, &message) {
+                    self.handle_mrcp(now, conn, message);
+                }
+            }
             ShellInput::SpeakResolved {
                 channel_id,
                 request_id,
                 result,
                 limit,
             } => self.speak_resolved(now, &channel_id, request_id, result, limit),
-            ShellInput::MrcpOpened { conn, writer } => self.mrcp_opened(conn, writer),
-            ShellInput::MrcpClosed { conn } => self.mrcp_closed(now, conn),
+            ShellInput::MrcpOpened { conn, writer, tls } => {
+                if tls {
+                    self.tls_conns.insert(conn);
+                }
+                self.mrcp_opened(conn, writer);
+            }
+            ShellInput::MrcpClosed { conn } => {
+                self.tls_conns.remove(&conn);
+                self.mrcp_closed(now, conn);
+            }
             ShellInput::TcpOpened { conn, writer } => {
                 self.tcp_writers.insert(conn, writer);
             }
@@ -461,7 +549,32 @@ impl Shell {
             Event::Options { from } => {
                 tracing::debug!(peer = %from, "OPTIONS");
             }
+            Event::Refreshed { call } => {
+                tracing::debug!(call_id = ?call, "session refreshed");
+            }
+            Event::RefreshNeeded { call } => self.refresh_by_reinvite(now, call),
         }
+    }
+
+    /// The server refreshes the session of `call` by re-INVITE (RFC 4028 §7.4): the last
+    /// description it answered with, as an offer with the next version (RFC 3264 §8).
+    fn refresh_by_reinvite(&mut self, now: Instant, call: CallId) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Some(previous) = c
+            .local_sdp
+            .as_deref()
+            .and_then(|s| s.parse::<SessionDescription>().ok())
+        else {
+            tracing::warn!(call_id = ?call, "no session description to refresh with");
+            return;
+        };
+        c.session_version += 1;
+        let offer = sdp::refresh_offer(&previous, c.session_version);
+        tracing::debug!(call_id = ?call, version = c.session_version, "refreshing by re-INVITE");
+        self.endpoint
+            .refresh_with_offer(now, call, offer.to_string());
     }
 
     fn incoming_call(
@@ -522,6 +635,7 @@ impl Shell {
                 in_pacer: false,
                 session_id: rand::random::<u32>() as u64,
                 session_version: 1,
+                local_sdp: None,
                 hanging_up: false,
             },
         );
@@ -673,7 +787,9 @@ impl Shell {
         }
         self.by_stream.insert(stream_id, call.clone());
         tracing::info!(call_id = ?call, port = c.port, codec = ?negotiated.codec, remote = ?negotiated.remote, "answered");
-        self.endpoint.accept(now, call, answer.to_string());
+        let answer = answer.to_string();
+        c.local_sdp = Some(answer.clone());
+        self.endpoint.accept(now, call, answer);
     }
 
     fn re_invite(&mut self, now: Instant, call: CallId, offer: Option<String>) {
@@ -759,7 +875,9 @@ impl Shell {
             (None, false) => {}
         }
         tracing::info!(call_id = ?call, remote = ?remote, "re-INVITE answered");
-        self.endpoint.accept(now, call, answer.to_string());
+        let answer = answer.to_string();
+        c.local_sdp = Some(answer.clone());
+        self.endpoint.accept(now, call, answer);
     }
 
     /// Ends a call from the server's side: its media and control channels stop now, and the
@@ -876,5 +994,10 @@ fn new_stream(
 /// The SDP of what this server offers, for OPTIONS (RFC 3264 §9, RFC 6787 §7): its MRCPv2
 /// resources and the codecs it sends.
 fn options_sdp(shared: &Shared) -> String {
-    sdp::mrcp_capabilities_sdp(shared.config.rtp_advertise(), "imss", &mrcp::RESOURCES)
+    sdp::mrcp_capabilities_sdp(
+        shared.config.rtp_advertise(),
+        "imss",
+        &mrcp::RESOURCES,
+        shared.mrcp_tls_port.is_some(),
+    )
 }

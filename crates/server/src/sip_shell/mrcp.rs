@@ -4,11 +4,12 @@
 use super::{Call, Shell, ShellInput, new_stream};
 use crate::Shared;
 use crate::audio_root::{self, AudioPathError};
-use crate::tts::{self, TtsError};
+use crate::tts::{self, SpeechStyle, TtsError};
 use imss_media::{PlayItem, Playout, Repeat, samples_in};
 use imss_mrcp::{
     CompletionCause, MediaCommand, MediaFailure, Message, PlanItem, PlayPlan, RequestId,
-    RequestState, SeekOffset, SpeakSettings, StatusCode, SynthConfig, Synthesizer, names,
+    RequestState, SeekOffset, SpeakSettings, SsmlSubset, StatusCode, SynthConfig, Synthesizer,
+    names,
 };
 use imss_sip::endpoint::CallId;
 use imss_sip::sdp::{
@@ -33,8 +34,32 @@ pub(super) struct Channel {
     conn: Option<u64>,
     /// The SPEAK whose audio the stream is playing now.
     playing: Option<RequestId>,
-    /// Names of the marks in that SPEAK's plan, by `PlayItem::Mark` number.
+    /// Names of the marks in that SPEAK's plan, by `PlayItem::Mark` number (one number per
+    /// name; [`ITEM_START`] is the start of a spoken item).
     marks: Vec<String>,
+    /// The SPEAK the synthesizer made active, from its Play command until it ends.
+    current: Option<CurrentSpeak>,
+}
+
+/// The active SPEAK of a channel: what it plays and how, so that its text can be rendered
+/// again (CONTROL `Prosody-*`), and the CONTROL changes that came before its audio was ready.
+struct CurrentSpeak {
+    request_id: RequestId,
+    plan: PlayPlan,
+    settings: SpeakSettings,
+    /// Renders of the plan started so far; only the latest one's result is used.
+    renders: u64,
+    /// CONTROL `Speak-Length` received while the first render ran.
+    limit: Option<Duration>,
+    end_mark: Option<String>,
+}
+
+/// The `PlayItem::Mark` number of the start of a spoken item: SPEECH-MARKER without a name.
+const ITEM_START: u32 = u32::MAX;
+
+/// The NTP time now, for `Speech-Marker`.
+fn ntp_now() -> u64 {
+    imss_rtp::rtcp::NtpTime::from_system_time(std::time::SystemTime::now()).0
 }
 
 /// The control channels of every MRCPv2 session, by Channel-Identifier, and the control
@@ -51,14 +76,23 @@ impl Channels {
             existing.call = call.clone();
             return;
         }
+        let config = SynthConfig {
+            ssml: if c.resource.eq_ignore_ascii_case("basicsynth") {
+                SsmlSubset::Basic
+            } else {
+                SsmlSubset::Full
+            },
+            ..SynthConfig::default()
+        };
         self.by_id.insert(
             c.channel_id.clone(),
             Channel {
                 call: call.clone(),
-                synth: Synthesizer::new(c.channel_id.clone(), SynthConfig::default()),
+                synth: Synthesizer::new(c.channel_id.clone(), config),
                 conn: None,
                 playing: None,
                 marks: Vec::new(),
+                current: None,
             },
         );
     }
@@ -99,7 +133,7 @@ impl Shell {
         MrcpAnswerParams {
             audio,
             mrcp_port: self.shared.mrcp_port,
-            tls: false,
+            tls_port: self.shared.mrcp_tls_port,
             supported_resources: RESOURCES.iter().map(|r| (*r).to_string()).collect(),
             channel_ids: &self.shared.channel_ids,
             existing,
@@ -158,6 +192,7 @@ impl Shell {
             in_pacer: false,
             session_id,
             session_version: 1,
+            local_sdp: Some(answer.to_string()),
             hanging_up: false,
         };
         match negotiated
@@ -251,19 +286,24 @@ const MRCP_LIMITS: imss_mrcp::codec::Limits = imss_mrcp::codec::Limits {
     max_headers: 64,
 };
 
-/// Starts the reader and writer tasks of one MRCPv2 control connection.
-pub(super) fn spawn_connection(
+/// Starts the reader and writer tasks of one MRCPv2 control connection: plain TCP, or TLS
+/// once its handshake is done (`tls`); both are handled alike from here on.
+pub(super) fn spawn_connection<S>(
     conn: u64,
     peer: std::net::SocketAddr,
-    stream: tokio::net::TcpStream,
+    stream: S,
     tx: mpsc::UnboundedSender<ShellInput>,
-) {
+    tls: bool,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
     use imss_mrcp::codec::{self, Check};
     use tokio::io::AsyncReadExt;
     let (mut reader, wtx) = super::split_with_writer(stream);
     let _ = tx.send(ShellInput::MrcpOpened {
         conn,
         writer: wtx.clone(),
+        tls,
     });
     tokio::spawn(async move {
         let mut buf: Vec<u8> = Vec::with_capacity(4096);
@@ -311,8 +351,12 @@ pub(super) fn spawn_connection(
 }
 
 /// What a SPEAK's play plan became once its files were read and its text spoken: the items
-/// and the names of its marks.
-pub(super) type Resolved = Result<(Vec<PlayItem>, Vec<String>), MediaFailure>;
+/// and the names of its marks; `render` tells which render of the request it is (1 for the
+/// first, more after CONTROL changed the prosody).
+pub(super) struct Resolved {
+    render: u64,
+    result: Result<(Vec<PlayItem>, Vec<String>), MediaFailure>,
+}
 
 impl Shell {
     /// Hangs up sessions whose client never used a control channel within
@@ -342,6 +386,39 @@ impl Shell {
                 "no request on the MRCPv2 control channel in time",
             );
         }
+    }
+
+    /// A request on a plain connection for a channel granted over `TCP/TLS/MRCPv2` is
+    /// refused (405, as for a channel that is not there): the session asked for TLS, so its
+    /// channel is not controlled in the clear. Returns true when it was refused.
+    pub(super) fn mrcp_refused_in_clear(&mut self, conn: u64, message: &Message) -> bool {
+        if self.tls_conns.contains(&conn) {
+            return false;
+        }
+        let Some(channel_id) = message.headers.channel_identifier() else {
+            return false;
+        };
+        let tls_only = self
+            .channels
+            .by_id
+            .get(channel_id)
+            .and_then(|ch| self.calls.get(&ch.call))
+            .and_then(|c| c.channels.iter().find(|c| c.channel_id == channel_id))
+            .is_some_and(|c| c.tls);
+        if tls_only {
+            tracing::info!(
+                channel = channel_id,
+                "request for a TLS channel over plain TCP refused"
+            );
+            let r = Message::response(
+                message.request_id(),
+                StatusCode::RESOURCE_NOT_ALLOCATED,
+                RequestState::Complete,
+            )
+            .with_header(names::CHANNEL_IDENTIFIER, channel_id.to_string());
+            self.channels.send(Some(conn), &r);
+        }
+        tls_only
     }
 
     pub(super) fn mrcp_opened(&mut self, conn: u64, writer: mpsc::UnboundedSender<Vec<u8>>) {
@@ -387,6 +464,7 @@ impl Shell {
             return;
         };
         channel.conn = Some(conn);
+        channel.synth.handle_wall_clock(now, ntp_now());
         channel.synth.handle_request(now, &message);
         self.drain_channel(&channel_id);
     }
@@ -411,14 +489,26 @@ impl Shell {
             };
             let stream_id = c.stream_id;
             let pacer = &self.shared.pacer;
+            let playing = |id: RequestId| channel.playing == Some(id);
             match command {
                 MediaCommand::Play {
                     request_id,
                     plan,
                     settings,
-                } => self.resolve_speak(channel_id, request_id, plan, settings),
+                } => {
+                    channel.current = Some(CurrentSpeak {
+                        request_id,
+                        plan: plan.clone(),
+                        settings: settings.clone(),
+                        renders: 1,
+                        limit: None,
+                        end_mark: None,
+                    });
+                    self.resolve_speak(channel_id, request_id, 1, plan, settings);
+                }
                 MediaCommand::Stop { .. } => {
                     channel.playing = None;
+                    channel.current = None;
                     c.replace_playout(pacer, idle_playout());
                 }
                 MediaCommand::Pause { .. } => pacer.pause(stream_id),
@@ -434,20 +524,62 @@ impl Shell {
                     );
                 }
                 MediaCommand::Restart { .. } => pacer.restart(stream_id),
-                other => {
-                    // A new Speak-Length for the playing request needs a limit command the
-                    // pacing engine does not have; the request itself was answered.
-                    tracing::info!(channel = channel_id, command = ?other, "media command not supported; ignored");
+                MediaCommand::Limit {
+                    request_id,
+                    remaining,
+                } => {
+                    if playing(request_id) {
+                        pacer.limit_remaining(stream_id, remaining);
+                    } else if let Some(cur) = current_of(&mut channel.current, request_id) {
+                        // Nothing has played yet: the limit counts from the start.
+                        cur.limit = Some(remaining);
+                    }
+                }
+                MediaCommand::EndAtMark { request_id, mark } => {
+                    if playing(request_id) {
+                        match channel.marks.iter().position(|m| *m == mark) {
+                            Some(n) => pacer.end_at_mark(stream_id, u32::try_from(n).ok()),
+                            None => {
+                                tracing::debug!(
+                                    channel = channel_id,
+                                    request_id,
+                                    mark,
+                                    "Speak-Length names a mark the request does not have"
+                                )
+                            }
+                        }
+                    } else if let Some(cur) = current_of(&mut channel.current, request_id) {
+                        cur.end_mark = Some(mark);
+                    }
+                }
+                MediaCommand::Prosody {
+                    request_id,
+                    prosody,
+                } => {
+                    let Some(cur) = current_of(&mut channel.current, request_id) else {
+                        continue;
+                    };
+                    cur.settings.prosody = prosody;
+                    if cur.plan.iter().any(has_text) {
+                        // Render the text again; what has not started playing is replaced
+                        // when it is ready (a first render still running is superseded).
+                        cur.renders += 1;
+                        let (render, plan, settings) =
+                            (cur.renders, cur.plan.clone(), cur.settings.clone());
+                        self.resolve_speak(channel_id, request_id, render, plan, settings);
+                    }
                 }
             }
         }
     }
 
-    /// Reads the files and speaks the text of a SPEAK on the blocking pool.
+    /// Reads the files and speaks the text of a SPEAK (its `render`-th time) on the blocking
+    /// pool.
     fn resolve_speak(
         &mut self,
         channel_id: &str,
         request_id: RequestId,
+        render: u64,
         plan: PlayPlan,
         settings: SpeakSettings,
     ) {
@@ -456,7 +588,10 @@ impl Shell {
         let channel_id = channel_id.to_string();
         let limit = settings.speak_length;
         tokio::task::spawn_blocking(move || {
-            let result = resolve_plan(&shared, plan, &settings);
+            let result = Resolved {
+                render,
+                result: resolve_plan(&shared, plan, &settings),
+            };
             let _ = tx.send(ShellInput::SpeakResolved {
                 channel_id,
                 request_id,
@@ -467,13 +602,13 @@ impl Shell {
     }
 
     /// A SPEAK's audio is ready (or failed): play it, unless the request was stopped
-    /// meanwhile.
+    /// meanwhile. A later render (new prosody) replaces the items that have not started.
     pub(super) fn speak_resolved(
         &mut self,
         now: Instant,
         channel_id: &str,
         request_id: RequestId,
-        result: Resolved,
+        resolved: Resolved,
         limit: Option<Duration>,
     ) {
         let Some(channel) = self.channels.by_id.get_mut(channel_id) else {
@@ -482,20 +617,45 @@ impl Shell {
         if channel.synth.active_request() != Some(request_id) {
             return;
         }
-        match result {
+        let Some(cur) = current_of(&mut channel.current, request_id) else {
+            return;
+        };
+        if resolved.render != cur.renders {
+            return; // superseded by a render with newer prosody
+        }
+        let Some(c) = self.calls.get_mut(&channel.call) else {
+            return;
+        };
+        let playing = channel.playing == Some(request_id);
+        match resolved.result {
+            Ok((items, _)) if playing => {
+                self.shared.pacer.replace_upcoming(c.stream_id, items);
+            }
             Ok((items, marks)) => {
-                let Some(c) = self.calls.get_mut(&channel.call) else {
-                    return;
-                };
+                // A CONTROL Speak-Length that came first counts from the start, as the
+                // SPEAK's own does.
+                let mut playout =
+                    Playout::new(items, Repeat::Times(1), Duration::ZERO, cur.limit.or(limit));
+                if let Some(mark) = &cur.end_mark {
+                    playout.end_at_mark(
+                        marks
+                            .iter()
+                            .position(|m| m == mark)
+                            .and_then(|n| u32::try_from(n).ok()),
+                    );
+                }
                 channel.playing = Some(request_id);
                 channel.marks = marks;
-                c.replace_playout(
-                    &self.shared.pacer,
-                    Playout::new(items, Repeat::Times(1), Duration::ZERO, limit),
-                );
+                c.replace_playout(&self.shared.pacer, playout);
+            }
+            Err(failure) if playing => {
+                // The audio playing stays; only the prosody change is lost.
+                tracing::info!(channel = channel_id, request_id, reason = %failure.reason, "text could not be rendered again with the new prosody");
             }
             Err(failure) => {
                 tracing::info!(channel = channel_id, request_id, reason = %failure.reason, "SPEAK failed");
+                channel.current = None;
+                channel.synth.handle_wall_clock(now, ntp_now());
                 channel.synth.media_failed(now, request_id, failure);
             }
         }
@@ -511,22 +671,27 @@ impl Shell {
         if c.playouts != playout {
             return;
         }
-        let ntp = imss_rtp::rtcp::NtpTime::from_system_time(std::time::SystemTime::now()).0;
+        let ntp = ntp_now();
         let ids: Vec<String> = c.channels.iter().map(|c| c.channel_id.clone()).collect();
         for id in ids {
             let Some(channel) = self.channels.by_id.get_mut(&id) else {
                 continue;
             };
-            let (Some(request_id), Some(name)) = (
-                channel.playing,
-                usize::try_from(mark)
-                    .ok()
-                    .and_then(|m| channel.marks.get(m)),
-            ) else {
+            let Some(request_id) = channel.playing else {
                 continue;
             };
-            let name = name.clone();
-            channel.synth.mark_reached(now, request_id, &name, ntp);
+            if mark == ITEM_START {
+                channel.synth.item_started(now, request_id, ntp);
+            } else {
+                let Some(name) = usize::try_from(mark)
+                    .ok()
+                    .and_then(|m| channel.marks.get(m))
+                    .cloned()
+                else {
+                    continue;
+                };
+                channel.synth.mark_reached(now, request_id, &name, ntp);
+            }
             self.drain_channel(&id);
         }
     }
@@ -553,6 +718,8 @@ impl Shell {
                 if let Some(c) = self.calls.get_mut(call) {
                     c.replace_playout(&self.shared.pacer, idle_playout());
                 }
+                channel.current = None;
+                channel.synth.handle_wall_clock(now, ntp_now());
                 channel.synth.media_finished(now, request_id);
                 self.drain_channel(&id);
             }
@@ -561,17 +728,42 @@ impl Shell {
     }
 }
 
+/// The active SPEAK of a channel if it is `request_id`.
+fn current_of(
+    current: &mut Option<CurrentSpeak>,
+    request_id: RequestId,
+) -> Option<&mut CurrentSpeak> {
+    current.as_mut().filter(|c| c.request_id == request_id)
+}
+
+/// Whether rendering `item` involves the TTS engine (text, or an audio item's fallback text).
+fn has_text(item: &PlanItem) -> bool {
+    match item {
+        PlanItem::Text { .. } => true,
+        PlanItem::Audio { fallback, .. } => fallback.is_some(),
+        PlanItem::Break(_) | PlanItem::Mark(_) => false,
+    }
+}
+
 /// Turns a play plan into playable items: files under the audio root, live sources, text
-/// through the TTS engine, breaks as silence. Blocking.
-fn resolve_plan(shared: &Arc<Shared>, plan: PlayPlan, settings: &SpeakSettings) -> Resolved {
+/// through the TTS engine, breaks as silence, SSML marks as numbered marks (one number per
+/// name) and, before each spoken item, an [`ITEM_START`] mark — also at the start of a plan
+/// that opens with a break, so that every request reports when it starts. The same plan
+/// always gives items in the same places. Blocking.
+fn resolve_plan(
+    shared: &Arc<Shared>,
+    plan: PlayPlan,
+    settings: &SpeakSettings,
+) -> Result<(Vec<PlayItem>, Vec<String>), MediaFailure> {
     let tts_config = &shared.config.tts;
+    let style = SpeechStyle::with_prosody(tts_config.rate_wpm, &settings.prosody);
     let speak_text = |text: &str, voice: Option<&str>, language: Option<&str>| {
         let voice = voice
             .or(settings.voice_name.as_deref())
             .or(language)
             .or(settings.speech_language.as_deref())
             .unwrap_or(&tts_config.voice);
-        tts::speak(&tts_config.engine, text, voice, tts_config.rate_wpm)
+        tts::speak(&tts_config.engine, text, voice, &style)
             .map(|clip| PlayItem::Clip(Arc::new(clip)))
             .map_err(|e| match e {
                 TtsError::Voice { .. } => {
@@ -580,15 +772,22 @@ fn resolve_plan(shared: &Arc<Shared>, plan: PlayPlan, settings: &SpeakSettings) 
                 _ => MediaFailure::new(CompletionCause::Error, e.to_string()),
             })
     };
-    let mut items = Vec::with_capacity(plan.len());
-    let mut marks = Vec::new();
+    let mut items = Vec::with_capacity(2 * plan.len());
+    let mut marks: Vec<String> = Vec::new();
+    let mut started = false;
     for item in plan {
         match item {
             PlanItem::Audio { uri, fallback } => match audio_item(shared, &uri) {
-                Ok(item) => items.push(item),
+                Ok(item) => {
+                    items.push(PlayItem::Mark(ITEM_START));
+                    items.push(item);
+                    started = true;
+                }
                 Err(reason) => match fallback {
                     Some(text) if !text.trim().is_empty() => {
-                        items.push(speak_text(&text, None, None)?)
+                        items.push(PlayItem::Mark(ITEM_START));
+                        items.push(speak_text(&text, None, None)?);
+                        started = true;
                     }
                     _ => {
                         return Err(
@@ -604,15 +803,28 @@ fn resolve_plan(shared: &Arc<Shared>, plan: PlayPlan, settings: &SpeakSettings) 
                 language,
             } => {
                 if !text.trim().is_empty() {
+                    items.push(PlayItem::Mark(ITEM_START));
                     items.push(speak_text(&text, voice.as_deref(), language.as_deref())?);
+                    started = true;
                 }
             }
-            PlanItem::Break(d) => items.push(PlayItem::Silence(d)),
+            PlanItem::Break(d) => {
+                if !started {
+                    items.push(PlayItem::Mark(ITEM_START));
+                    started = true;
+                }
+                items.push(PlayItem::Silence(d));
+            }
             PlanItem::Mark(name) => {
-                items.push(PlayItem::Mark(
-                    u32::try_from(marks.len()).unwrap_or(u32::MAX),
-                ));
-                marks.push(name);
+                let n = match marks.iter().position(|m| *m == name) {
+                    Some(n) => n,
+                    None => {
+                        marks.push(name);
+                        marks.len() - 1
+                    }
+                };
+                // ITEM_START is u32::MAX: a plan never holds that many marks.
+                items.push(PlayItem::Mark(u32::try_from(n).unwrap_or(ITEM_START - 1)));
             }
         }
     }

@@ -1,5 +1,5 @@
 //! The user-agent server core (RFC 3261 §8.2, §12, §13.3, §15, §17.2, §18.2) over UDP and
-//! TCP, with the client transactions of the BYEs it sends.
+//! TCP, with the client transactions of the BYEs and session refreshes it sends.
 //!
 //! The endpoint answers what it can on its own (100 Trying, OPTIONS, CANCEL, BYE, errors,
 //! retransmissions) and reports calls as [`Event`]s; the server answers INVITEs and
@@ -18,9 +18,23 @@
 //!
 //! The 2xx to an INVITE is retransmitted (RFC 3261 §13.3.1.4) over UDP only; over TCP the
 //! endpoint relies on the transport and only waits 64·T1 for the ACK.
+//!
+//! Session timers (RFC 4028, [`session_timer`]): an INVITE, re-INVITE or UPDATE with a
+//! Session-Expires below [`SessionTimerSettings::min_se`] from a caller that supports timers
+//! gets 422 with Min-SE; otherwise the 2xx carries `Session-Expires: N;refresher=…` (and
+//! `Require: timer` when the caller supports timers). When the caller refreshes and does not,
+//! the endpoint sends BYE at the interval minus min(32 s, interval/3) and reports
+//! [`EndReason::SessionExpired`]. When the server refreshes, it sends a body-less UPDATE at
+//! half the interval if the caller's Allow lists UPDATE, else it asks the server for a
+//! re-INVITE offer ([`Event::RefreshNeeded`], [`Endpoint::refresh_with_offer`]); a refresh
+//! answered 408 or 481, or never answered, ends the call with BYE
+//! ([`EndReason::RefreshFailed`]). UPDATE (RFC 3311) without a body is answered 200 here as a
+//! refresh; with an offer it is reported like a re-INVITE.
 
+pub mod session_timer;
 pub(crate) mod timer;
 
+pub use session_timer::{Refresher, SessionExpires, SessionTimerSettings};
 pub use timer::TimerSettings;
 use timer::{Timer, TimerTable, TxId};
 
@@ -28,13 +42,18 @@ use crate::message::{
     self, CSeq, Headers, Malformed, Message, Method, NameAddr, Request, Response, Via,
 };
 use crate::util;
+use session_timer::{Agreed, Negotiation};
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// Methods the endpoint implements (the Allow header).
-pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS";
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE";
+
+/// Option tags the endpoint supports (the Supported header; a Require naming any other
+/// gets 420).
+pub const SUPPORTED: &str = "timer";
 
 /// A transport protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -162,6 +181,15 @@ pub enum EndReason {
         /// The status sent.
         status: u16,
     },
+    /// The caller was to refresh the session (RFC 4028) and did not in time; a BYE was
+    /// sent.
+    SessionExpired,
+    /// The server's session refresh failed: its final status (408, 481), or `None` when it
+    /// went unanswered; a BYE was sent.
+    RefreshFailed {
+        /// Final response to the refresh, if any.
+        status: Option<u16>,
+    },
 }
 
 impl fmt::Display for EndReason {
@@ -172,6 +200,11 @@ impl fmt::Display for EndReason {
             EndReason::LocalBye { status: None } => f.write_str("server hung up (BYE unanswered)"),
             EndReason::AckTimeout => f.write_str("no ACK for 200 OK"),
             EndReason::Rejected { status } => write!(f, "rejected with {status}"),
+            EndReason::SessionExpired => f.write_str("session timer expired without a refresh"),
+            EndReason::RefreshFailed { status: Some(s) } => {
+                write!(f, "session refresh failed ({s})")
+            }
+            EndReason::RefreshFailed { status: None } => f.write_str("session refresh unanswered"),
         }
     }
 }
@@ -194,7 +227,8 @@ pub enum Event {
         /// How it came.
         transport: Transport,
     },
-    /// A re-INVITE in the call: answer with accept()/reject().
+    /// A re-INVITE, or an UPDATE with an offer (RFC 3311), in the call: answer with
+    /// accept()/reject().
     ReInvite {
         /// The call.
         call: CallId,
@@ -222,6 +256,19 @@ pub enum Event {
     Options {
         /// Its source.
         from: SocketAddr,
+    },
+    /// The session was refreshed (RFC 4028): by the caller (a body-less UPDATE, answered
+    /// here) or by the server's own refresh (informational).
+    Refreshed {
+        /// The call.
+        call: CallId,
+    },
+    /// The server is to refresh the session and the caller does not allow UPDATE: call
+    /// [`Endpoint::refresh_with_offer`] with the session's current description, its o=
+    /// version incremented. Without it the session expires.
+    RefreshNeeded {
+        /// The call.
+        call: CallId,
     },
 }
 
@@ -351,13 +398,49 @@ enum ClientState {
     Completed,
 }
 
+/// What a client transaction of the endpoint carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ClientKind {
+    /// The server hangs up.
+    Bye,
+    /// A body-less session refresh (RFC 4028 §7.4, RFC 3311).
+    Update,
+    /// A session refresh by re-INVITE with the current offer.
+    Invite,
+}
+
+impl ClientKind {
+    fn method(self) -> Method {
+        match self {
+            ClientKind::Bye => Method::Bye,
+            ClientKind::Update => Method::Update,
+            ClientKind::Invite => Method::Invite,
+        }
+    }
+}
+
 struct ClientTx {
+    kind: ClientKind,
     branch: String,
     call: CallId,
+    cseq: u32,
     dest: Dest,
+    /// The request (its bytes are re-sent; an INVITE's ACK is built from it).
+    request: Request,
     bytes: Vec<u8>,
     state: ClientState,
     interval: Duration,
+    /// INVITE: the ACK sent for its final response, re-sent when that is retransmitted.
+    ack: Option<(Dest, Vec<u8>)>,
+}
+
+/// The RFC 4028 session timer of a call once a 2xx settled it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SessionTimer {
+    /// Session interval, seconds.
+    interval: u32,
+    /// The server sends the refreshes (else it waits for the caller's).
+    we_refresh: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -396,6 +479,14 @@ struct Dialog {
     record_route: Vec<String>,
     /// hangup() was called while the 2xx was unacknowledged.
     hangup_after_ack: bool,
+    /// The session timer the pending INVITE or UPDATE settled on, applied with its 2xx.
+    pending_timer: Option<Agreed>,
+    /// The session timer in force.
+    session: Option<SessionTimer>,
+    /// The caller's Allow lists UPDATE (so refreshes need no offer).
+    peer_allows_update: bool,
+    /// The server's session refresh in flight.
+    refresh: Option<TxId>,
 }
 
 /// The SIP user-agent server. See the module documentation.
@@ -403,6 +494,7 @@ pub struct Endpoint {
     cfg: EndpointConfig,
     limits: EndpointLimits,
     timers_cfg: TimerSettings,
+    session_timers: SessionTimerSettings,
     options_sdp: Option<String>,
     next_id: u64,
     server_txs: HashMap<TxId, ServerTx>,
@@ -445,6 +537,7 @@ impl Endpoint {
             cfg,
             limits: EndpointLimits::default(),
             timers_cfg: TimerSettings::default(),
+            session_timers: SessionTimerSettings::default(),
             options_sdp: None,
             next_id: 1,
             server_txs: HashMap::new(),
@@ -469,6 +562,20 @@ impl Endpoint {
     /// Replaces T1/T2/T4 (for networks with unusual round-trip times, and tests).
     pub fn set_timer_settings(&mut self, t: TimerSettings) {
         self.timers_cfg = t;
+    }
+
+    /// Replaces the RFC 4028 session timer policy (default 1800 s, Min-SE 90 s).
+    pub fn set_session_timers(&mut self, s: SessionTimerSettings) {
+        self.session_timers = s;
+    }
+
+    /// The session interval in force for `call` (seconds) and whether the server is the
+    /// refresher; `None` without a session timer.
+    pub fn session_timer(&self, call: &CallId) -> Option<(u32, bool)> {
+        self.dialogs
+            .get(call)
+            .and_then(|d| d.session)
+            .map(|s| (s.interval, s.we_refresh))
     }
 
     /// The SDP returned in 200 OK to OPTIONS (see [`crate::sdp::capabilities_sdp`]).
@@ -597,11 +704,16 @@ impl Endpoint {
             tracing::debug!(call_id = %call, "accept without a pending INVITE ignored");
             return;
         };
+        let timer = d.pending_timer.take();
+        // An UPDATE with an offer is answered like a re-INVITE, but expects no ACK.
+        let invite = self.server_txs.get(&tx_id).is_some_and(|tx| tx.invite);
         let initial = d.state == DialogState::Offered;
         if initial {
             d.state = DialogState::Accepted;
         }
-        d.awaiting_ack = Some(tx_id);
+        if invite {
+            d.awaiting_ack = Some(tx_id);
+        }
         let tag = d.local_tag.clone();
         let record_route = if initial {
             d.record_route.clone()
@@ -613,11 +725,32 @@ impl Endpoint {
         for rr in record_route {
             extras.headers.push(("Record-Route", rr));
         }
-        let mut extras = extras.header("Allow", ALLOW).header("Supported", "");
+        let mut extras = extras.header("Allow", ALLOW).header("Supported", SUPPORTED);
+        if let Some(t) = &timer {
+            extras.headers.extend(t.response_headers());
+        }
         if !sdp_answer.is_empty() {
             extras.body = Some(("application/sdp", sdp_answer.into_bytes()));
         }
         self.respond(now, tx_id, 200, "OK", Some(&tag), extras);
+        self.start_session_timer(
+            now,
+            &call,
+            timer.map(|a| SessionTimer {
+                interval: a.interval,
+                we_refresh: a.refresher == Refresher::Uas,
+            }),
+        );
+        if !invite {
+            self.events.push_back(Event::Refreshed { call });
+        }
+    }
+
+    /// Sends the re-INVITE of a server-side session refresh (after
+    /// [`Event::RefreshNeeded`]) with `sdp_offer`, the session's description with its o=
+    /// version incremented.
+    pub fn refresh_with_offer(&mut self, now: Instant, call: CallId, sdp_offer: String) {
+        self.send_refresh(now, &call, Some(sdp_offer));
     }
 
     /// Answers the pending INVITE or re-INVITE of `call` with a final error status.
@@ -644,6 +777,8 @@ impl Endpoint {
         } else {
             500
         };
+        // A refused refresh leaves the session timer as it was.
+        d.pending_timer = None;
         let initial = d.state == DialogState::Offered;
         let tag = d.local_tag.clone();
         let mut extras = Extras::none();
@@ -756,7 +891,10 @@ impl Endpoint {
             self.respond(now, tx_id, 483, "Too Many Hops", None, Extras::none());
             return;
         }
-        if !matches!(req.method, Method::Invite | Method::Bye | Method::Options) {
+        if !matches!(
+            req.method,
+            Method::Invite | Method::Bye | Method::Options | Method::Update
+        ) {
             let extras = Extras::none().header("Allow", ALLOW);
             self.respond(now, tx_id, 405, "Method Not Allowed", None, extras);
             return;
@@ -775,7 +913,12 @@ impl Endpoint {
                 tx.merge = Some(mk);
             }
         }
-        let unsupported: Vec<&str> = req.headers.list("Require");
+        let unsupported: Vec<&str> = req
+            .headers
+            .list("Require")
+            .into_iter()
+            .filter(|t| !SUPPORTED.split(", ").any(|s| s.eq_ignore_ascii_case(t)))
+            .collect();
         if !unsupported.is_empty() {
             let extras = Extras::none().header("Unsupported", unsupported.join(", "));
             self.respond(now, tx_id, 420, "Bad Extension", None, extras);
@@ -828,7 +971,7 @@ impl Endpoint {
             .header("Contact", self.contact(src.transport))
             .header("Allow", ALLOW)
             .header("Accept", "application/sdp")
-            .header("Supported", "");
+            .header("Supported", SUPPORTED);
         if let Some(sdp) = &self.options_sdp {
             extras.body = Some(("application/sdp", sdp.clone().into_bytes()));
         }
@@ -895,6 +1038,9 @@ impl Endpoint {
             self.respond(now, tx_id, 400, "Missing From tag", None, Extras::none());
             return;
         };
+        let Some(pending_timer) = self.negotiate_timer(now, tx_id, &req) else {
+            return;
+        };
         let mut trying = Extras::none();
         if let Some(ts) = req.headers.get("Timestamp") {
             trying = trying.header("Timestamp", ts);
@@ -930,6 +1076,10 @@ impl Endpoint {
             awaiting_ack: None,
             record_route,
             hangup_after_ack: false,
+            pending_timer,
+            session: None,
+            peer_allows_update: allows_update(&req),
+            refresh: None,
         };
         self.dialog_index
             .insert((call_id.to_string(), local_tag), call.clone());
@@ -994,6 +1144,7 @@ impl Endpoint {
             Method::Bye => self.handle_bye(now, tx_id, call),
             Method::Options => self.answer_options(now, tx_id, src),
             Method::Invite => self.handle_reinvite(now, tx_id, req, call),
+            Method::Update => self.handle_update(now, tx_id, req, call),
             _ => {
                 let extras = Extras::none().header("Allow", ALLOW);
                 self.respond(now, tx_id, 405, "Method Not Allowed", None, extras);
@@ -1035,7 +1186,7 @@ impl Endpoint {
             );
             return;
         }
-        if d.pending_invite.is_some() || d.awaiting_ack.is_some() {
+        if d.pending_invite.is_some() || d.awaiting_ack.is_some() || self.refresh_invite_out(d) {
             // RFC 3261 §14.2; Retry-After per §14.1 for the glare.
             let extras = Extras::none().header("Retry-After", "1");
             self.respond(now, tx_id, 491, "Request Pending", Some(&tag), extras);
@@ -1044,6 +1195,9 @@ impl Endpoint {
         if !self.check_invite_body(now, tx_id, req) {
             return;
         }
+        let Some(pending_timer) = self.negotiate_timer(now, tx_id, req) else {
+            return;
+        };
         let target = req
             .headers
             .list("Contact")
@@ -1056,12 +1210,129 @@ impl Endpoint {
         if let Some(t) = target {
             d.remote_target = t.uri;
         }
+        if req.headers.contains("Allow") {
+            d.peer_allows_update = allows_update(req);
+        }
         d.pending_invite = Some(tx_id);
+        d.pending_timer = pending_timer;
         self.respond(now, tx_id, 100, "Trying", None, Extras::none());
         self.events.push_back(Event::ReInvite {
             call,
             offer: body_text(&req.body),
         });
+    }
+
+    /// RFC 3311 UPDATE in a dialog: without a body a session refresh answered here; with an
+    /// offer reported as [`Event::ReInvite`].
+    fn handle_update(&mut self, now: Instant, tx_id: TxId, req: &Request, call: CallId) {
+        let Some(d) = self.dialogs.get(&call) else {
+            return;
+        };
+        let tag = d.local_tag.clone();
+        if d.state == DialogState::Terminating {
+            self.respond(
+                now,
+                tx_id,
+                481,
+                "Call/Transaction Does Not Exist",
+                Some(&tag),
+                Extras::none(),
+            );
+            return;
+        }
+        let offer = body_text(&req.body);
+        // RFC 3311 §5.2: a new offer while one is outstanding is refused.
+        if offer.is_some()
+            && (d.pending_invite.is_some()
+                || d.awaiting_ack.is_some()
+                || self.refresh_invite_out(d))
+        {
+            let extras = Extras::none().header("Retry-After", "1");
+            self.respond(now, tx_id, 491, "Request Pending", Some(&tag), extras);
+            return;
+        }
+        if !self.check_invite_body(now, tx_id, req) {
+            return;
+        }
+        let Some(timer) = self.negotiate_timer(now, tx_id, req) else {
+            return;
+        };
+        let target = req
+            .headers
+            .list("Contact")
+            .first()
+            .and_then(|c| NameAddr::parse(c).ok());
+        let Some(d) = self.dialogs.get_mut(&call) else {
+            return;
+        };
+        let transport = d.transport;
+        // UPDATE is a target refresh request (RFC 3311 §5.2).
+        if let Some(t) = target {
+            d.remote_target = t.uri;
+        }
+        if req.headers.contains("Allow") {
+            d.peer_allows_update = allows_update(req);
+        }
+        if let Some(offer) = offer {
+            d.pending_invite = Some(tx_id);
+            d.pending_timer = timer;
+            self.events.push_back(Event::ReInvite {
+                call,
+                offer: Some(offer),
+            });
+            return;
+        }
+        let mut extras = Extras::none()
+            .header("Contact", self.contact(transport))
+            .header("Allow", ALLOW)
+            .header("Supported", SUPPORTED);
+        if let Some(t) = &timer {
+            extras.headers.extend(t.response_headers());
+        }
+        self.respond(now, tx_id, 200, "OK", Some(&tag), extras);
+        tracing::debug!(call = %call, "session refreshed by UPDATE");
+        self.start_session_timer(
+            now,
+            &call,
+            timer.map(|a| SessionTimer {
+                interval: a.interval,
+                we_refresh: a.refresher == Refresher::Uas,
+            }),
+        );
+        self.events.push_back(Event::Refreshed { call });
+    }
+
+    /// RFC 4028 §9 for a request about to be reported or answered: `None` when it was
+    /// answered here (422 with Min-SE, or 400 for a malformed header field).
+    fn negotiate_timer(
+        &mut self,
+        now: Instant,
+        tx_id: TxId,
+        req: &Request,
+    ) -> Option<Option<Agreed>> {
+        match session_timer::negotiate(&req.headers, &self.session_timers) {
+            Ok(Negotiation::Off) => Some(None),
+            Ok(Negotiation::On(a)) => Some(Some(a)),
+            Ok(Negotiation::TooSmall { min_se }) => {
+                let extras = Extras::none()
+                    .header("Min-SE", min_se.to_string())
+                    .header("Supported", SUPPORTED);
+                self.respond(now, tx_id, 422, "Session Interval Too Small", None, extras);
+                None
+            }
+            Err(e) => {
+                let reason = format!("Bad Request ({e})");
+                self.respond(now, tx_id, 400, &reason, None, Extras::none());
+                None
+            }
+        }
+    }
+
+    /// True while the server's own re-INVITE refresh of this dialog is in flight.
+    fn refresh_invite_out(&self, d: &Dialog) -> bool {
+        d.refresh
+            .and_then(|id| self.client_txs.get(&id))
+            .is_some_and(|tx| tx.kind == ClientKind::Invite && tx.state != ClientState::Completed)
     }
 
     fn handle_cancel(&mut self, now: Instant, cancel_tx: TxId, key: &TxKey) {
@@ -1195,11 +1466,20 @@ impl Endpoint {
             .top_via()
             .and_then(|v| v.branch().map(String::from))
             .unwrap_or_default();
-        let method_ok = resp.cseq().is_some_and(|c| c.method == Method::Bye);
-        let Some(&id) = self.client_branches.get(&branch).filter(|_| method_ok) else {
+        let found = self.client_branches.get(&branch).copied().filter(|id| {
+            self.client_txs.get(id).is_some_and(|tx| {
+                resp.cseq()
+                    .is_some_and(|c| c.method == tx.kind.method() && c.seq == tx.cseq)
+            })
+        });
+        let Some(id) = found else {
             self.stats.dropped_responses += 1;
             return;
         };
+        if self.client_txs.get(&id).map(|tx| tx.kind) == Some(ClientKind::Invite) {
+            self.invite_response(now, id, &resp);
+            return;
+        }
         let Some(tx) = self.client_txs.get_mut(&id) else {
             return;
         };
@@ -1213,6 +1493,7 @@ impl Endpoint {
         }
         tx.state = ClientState::Completed;
         let call = tx.call.clone();
+        let kind = tx.kind;
         let reliable = tx.dest.transport.reliable();
         self.timers.stop(Timer::E(id));
         self.timers.stop(Timer::F(id));
@@ -1220,6 +1501,10 @@ impl Endpoint {
             self.remove_client_tx(id);
         } else {
             self.timers.set(Timer::K(id), now + self.timers_cfg.t4);
+        }
+        if kind == ClientKind::Update {
+            self.refresh_answered(now, &call, id, ClientKind::Update, Some(&resp));
+            return;
         }
         if self.dialogs.contains_key(&call) {
             self.remove_dialog(now, &call);
@@ -1230,6 +1515,174 @@ impl Endpoint {
                 },
             });
         }
+    }
+
+    /// A response to the server's re-INVITE refresh (RFC 3261 §17.1.1): a 1xx stops the
+    /// retransmissions, every final response is acknowledged (a 2xx by an ACK of its own,
+    /// RFC 3261 §13.2.2.4) and re-acknowledged when it is retransmitted.
+    fn invite_response(&mut self, now: Instant, id: TxId, resp: &Response) {
+        let Some(tx) = self.client_txs.get_mut(&id) else {
+            return;
+        };
+        if resp.status < 200 {
+            if tx.state == ClientState::Trying {
+                tx.state = ClientState::Proceeding;
+                self.timers.stop(Timer::A(id));
+            }
+            return;
+        }
+        if tx.state == ClientState::Completed {
+            if let Some((dest, bytes)) = tx.ack.clone() {
+                self.send(dest, bytes);
+            }
+            return;
+        }
+        tx.state = ClientState::Completed;
+        let ack = ack_for(&tx.request, resp);
+        let dest = tx.dest.clone();
+        let bytes = ack.to_bytes();
+        tx.ack = Some((dest.clone(), bytes.clone()));
+        let call = tx.call.clone();
+        self.timers.stop(Timer::A(id));
+        self.timers.stop(Timer::B(id));
+        let linger = if dest.transport.reliable() {
+            Duration::ZERO
+        } else {
+            self.timers_cfg.timeout()
+        };
+        self.timers.set(Timer::D(id), now + linger);
+        self.send(dest, bytes);
+        self.refresh_answered(now, &call, id, ClientKind::Invite, Some(resp));
+    }
+
+    /// The outcome of the server's session refresh `id` of `call`: its final response, or
+    /// `None` when it timed out (RFC 4028 §10).
+    fn refresh_answered(
+        &mut self,
+        now: Instant,
+        call: &CallId,
+        id: TxId,
+        kind: ClientKind,
+        resp: Option<&Response>,
+    ) {
+        let Some(d) = self.dialogs.get_mut(call) else {
+            return;
+        };
+        if d.refresh != Some(id) {
+            return;
+        }
+        d.refresh = None;
+        if d.state == DialogState::Terminating {
+            return;
+        }
+        let Some(current) = d.session else {
+            return;
+        };
+        let status = resp.map(|r| r.status);
+        match status {
+            Some(200..=299) => {
+                // RFC 4028 §7.2: the 2xx settles the timer; without Session-Expires the
+                // peer does not support it and the server goes on refreshing.
+                let settled = resp
+                    .and_then(|r| r.headers.get("Session-Expires"))
+                    .and_then(|v| SessionExpires::parse(v).ok())
+                    .map_or(current, |se| SessionTimer {
+                        interval: se.interval.max(1),
+                        we_refresh: se.refresher != Some(Refresher::Uas),
+                    });
+                tracing::debug!(call = %call, interval = settled.interval, "session refreshed");
+                self.start_session_timer(now, call, Some(settled));
+                self.events
+                    .push_back(Event::Refreshed { call: call.clone() });
+            }
+            Some(422) => {
+                let min = resp
+                    .and_then(|r| r.headers.get("Min-SE"))
+                    .and_then(|v| session_timer::parse_min_se(v).ok())
+                    .unwrap_or(0);
+                if min > current.interval {
+                    d.session = Some(SessionTimer {
+                        interval: min,
+                        ..current
+                    });
+                    self.refresh_now(now, call, kind);
+                } else {
+                    self.retry_refresh_later(now, call);
+                }
+            }
+            Some(405 | 501) if kind == ClientKind::Update => {
+                d.peer_allows_update = false;
+                self.refresh_now(now, call, ClientKind::Invite);
+            }
+            Some(408 | 481) | None => {
+                tracing::info!(call = %call, status = ?status, "session refresh failed; ending the call");
+                self.end_session(now, call, EndReason::RefreshFailed { status });
+            }
+            Some(_) => self.retry_refresh_later(now, call),
+        }
+    }
+
+    /// Sends a refresh of `kind` now (an INVITE asks the server for its offer first).
+    fn refresh_now(&mut self, now: Instant, call: &CallId, kind: ClientKind) {
+        match kind {
+            ClientKind::Invite => self
+                .events
+                .push_back(Event::RefreshNeeded { call: call.clone() }),
+            _ => self.send_refresh(now, call, None),
+        }
+    }
+
+    /// After a refused refresh: one more try halfway to the session's end, if there is time.
+    fn retry_refresh_later(&mut self, now: Instant, call: &CallId) {
+        let Some(expiry) = self.timers.deadline(Timer::SessionExpiry(call.0)) else {
+            return;
+        };
+        let left = expiry.saturating_duration_since(now);
+        if left >= Duration::from_secs(2) {
+            self.timers
+                .set(Timer::SessionRefresh(call.0), now + left / 2);
+        }
+    }
+
+    /// Puts `timer` in force for `call` from `now`, or turns the session timer off.
+    fn start_session_timer(&mut self, now: Instant, call: &CallId, timer: Option<SessionTimer>) {
+        self.timers.stop(Timer::SessionRefresh(call.0));
+        self.timers.stop(Timer::SessionExpiry(call.0));
+        let Some(d) = self.dialogs.get_mut(call) else {
+            return;
+        };
+        d.session = timer;
+        let Some(t) = timer else {
+            return;
+        };
+        if t.we_refresh {
+            self.timers.set(
+                Timer::SessionRefresh(call.0),
+                now + session_timer::refresh_after(t.interval),
+            );
+        }
+        self.timers.set(
+            Timer::SessionExpiry(call.0),
+            now + session_timer::bye_after(t.interval),
+        );
+    }
+
+    /// Ends `call` from the endpoint itself (the session timer): BYE now, the call is
+    /// reported ended at once, the BYE transaction runs on its own.
+    fn end_session(&mut self, now: Instant, call: &CallId, reason: EndReason) {
+        if let Some(a) = self
+            .dialogs
+            .get_mut(call)
+            .and_then(|d| d.awaiting_ack.take())
+        {
+            self.timers.stop(Timer::G(a));
+        }
+        self.send_bye(now, call);
+        self.remove_dialog(now, call);
+        self.events.push_back(Event::Ended {
+            call: call.clone(),
+            reason,
+        });
     }
 
     // ---- timers -------------------------------------------------------------------------
@@ -1302,8 +1755,13 @@ impl Endpoint {
                     return;
                 };
                 let call = tx.call.clone();
+                let kind = tx.kind;
                 self.timers.stop(Timer::E(id));
                 self.remove_client_tx(id);
+                if kind == ClientKind::Update {
+                    self.refresh_answered(now, &call, id, kind, None);
+                    return;
+                }
                 if self.dialogs.contains_key(&call) {
                     tracing::info!(call = %call, "BYE unanswered; call ended");
                     self.remove_dialog(now, &call);
@@ -1313,10 +1771,75 @@ impl Endpoint {
                     });
                 }
             }
-            Timer::K(id) => self.remove_client_tx(id),
-            // INVITE client timers belong to the client side (crate::uac).
-            Timer::A(_) | Timer::B(_) => {}
+            Timer::K(id) | Timer::D(id) => self.remove_client_tx(id),
+            Timer::A(id) => {
+                let Some(tx) = self.client_txs.get_mut(&id) else {
+                    return;
+                };
+                if tx.state != ClientState::Trying {
+                    return;
+                }
+                // Timer A doubles without the T2 cap (RFC 3261 §17.1.1.2).
+                tx.interval *= 2;
+                let next = now + tx.interval;
+                let (dest, bytes) = (tx.dest.clone(), tx.bytes.clone());
+                self.send(dest, bytes);
+                self.timers.set(Timer::A(id), next);
+            }
+            Timer::B(id) => {
+                let Some(tx) = self.client_txs.get(&id) else {
+                    return;
+                };
+                if tx.state == ClientState::Completed {
+                    return;
+                }
+                let call = tx.call.clone();
+                self.remove_client_tx(id);
+                self.refresh_answered(now, &call, id, ClientKind::Invite, None);
+            }
+            Timer::SessionRefresh(n) => self.on_refresh_due(now, CallId(n)),
+            Timer::SessionExpiry(n) => {
+                let call = CallId(n);
+                let Some(d) = self.dialogs.get(&call) else {
+                    return;
+                };
+                if d.state == DialogState::Terminating || d.session.is_none() {
+                    return;
+                }
+                tracing::info!(call = %call, "session not refreshed in time; ending the call");
+                self.end_session(now, &call, EndReason::SessionExpired);
+            }
         }
+    }
+
+    /// Time for the server to refresh the session of `call`.
+    fn on_refresh_due(&mut self, now: Instant, call: CallId) {
+        let Some(d) = self.dialogs.get(&call) else {
+            return;
+        };
+        if d.session.is_none_or(|s| !s.we_refresh)
+            || d.state == DialogState::Terminating
+            || d.refresh.is_some()
+        {
+            return;
+        }
+        if d.state != DialogState::Confirmed
+            || d.pending_invite.is_some()
+            || d.awaiting_ack.is_some()
+        {
+            // An offer/answer exchange is under way (its 2xx will settle the timer anyway):
+            // look again in a second.
+            self.timers
+                .set(Timer::SessionRefresh(call.0), now + Duration::from_secs(1));
+            return;
+        }
+        let kind = if d.peer_allows_update {
+            ClientKind::Update
+        } else {
+            ClientKind::Invite
+        };
+        tracing::debug!(call = %call, method = %kind.method(), "refreshing the session");
+        self.refresh_now(now, &call, kind);
     }
 
     // ---- sending ------------------------------------------------------------------------
@@ -1532,15 +2055,66 @@ impl Endpoint {
                 Extras::none(),
             );
         }
-        let Some(d) = self.dialogs.get_mut(call) else {
+        let Some((req, dest, branch)) = self.dialog_request(call, Method::Bye) else {
             return;
         };
+        tracing::debug!(call = %call, "sending BYE");
+        self.start_client_tx(now, call, ClientKind::Bye, req, dest, branch);
+    }
+
+    /// Sends the server's session refresh of `call` (RFC 4028 §7.4): a body-less UPDATE, or
+    /// a re-INVITE with `offer`. The request says the server refreshes
+    /// (`refresher=uac`: it is this request's client).
+    fn send_refresh(&mut self, now: Instant, call: &CallId, offer: Option<String>) {
+        let Some(d) = self.dialogs.get(call) else {
+            return;
+        };
+        let Some(session) = d.session else {
+            return;
+        };
+        if d.state != DialogState::Confirmed || d.refresh.is_some() {
+            return;
+        }
+        let (method, kind) = if offer.is_some() {
+            (Method::Invite, ClientKind::Invite)
+        } else {
+            (Method::Update, ClientKind::Update)
+        };
+        let transport = d.transport;
+        let Some((mut req, dest, branch)) = self.dialog_request(call, method) else {
+            return;
+        };
+        req.headers.push("Contact", self.contact(transport));
+        req.headers.push("Allow", ALLOW);
+        req.headers.push("Supported", SUPPORTED);
+        let se = SessionExpires {
+            interval: session.interval,
+            refresher: Some(Refresher::Uac),
+        };
+        req.headers.push("Session-Expires", se.to_string());
+        req.headers.push(
+            "Min-SE",
+            self.session_timers.min_se.min(session.interval).to_string(),
+        );
+        if let Some(sdp) = offer {
+            req.headers.push("Content-Type", "application/sdp");
+            req.body = sdp.into_bytes();
+        }
+        let id = self.start_client_tx(now, call, kind, req, dest, branch);
+        if let Some(d) = self.dialogs.get_mut(call) {
+            d.refresh = Some(id);
+        }
+    }
+
+    /// A new request in the dialog of `call` (next local CSeq, routed through the route
+    /// set), where it goes, and its branch.
+    fn dialog_request(&mut self, call: &CallId, method: Method) -> Option<(Request, Dest, String)> {
+        let d = self.dialogs.get_mut(call)?;
         d.local_cseq = d.local_cseq.wrapping_add(1);
         let transport = d.transport;
         let branch = util::new_branch();
-
         let route = crate::routing::route(&d.remote_target, &d.route_set);
-        let mut req = Request::new(Method::Bye, route.request_uri.clone());
+        let mut req = Request::new(method.clone(), route.request_uri.clone());
         let via_host = util::host_port(&self.cfg.contact_host, self.cfg.contact_port);
         req.headers.push(
             "Via",
@@ -1562,39 +2136,62 @@ impl Endpoint {
             "CSeq",
             CSeq {
                 seq: d.local_cseq,
-                method: Method::Bye,
+                method,
             }
             .to_string(),
         );
         req.headers.push("User-Agent", self.cfg.user_agent.clone());
-
         let addr = crate::routing::resolve(&route.next_hop).unwrap_or(d.source);
         let dest = Dest {
             transport,
             conn: if transport.reliable() { d.conn } else { None },
             addr,
         };
+        Some((req, dest, branch))
+    }
+
+    /// Sends `req` in a new client transaction of `call` and arms its timers (A/B for an
+    /// INVITE, E/F otherwise; no retransmissions over TCP).
+    fn start_client_tx(
+        &mut self,
+        now: Instant,
+        call: &CallId,
+        kind: ClientKind,
+        req: Request,
+        dest: Dest,
+        branch: String,
+    ) -> TxId {
         let bytes = req.to_bytes();
         let id = self.next_id();
+        let cseq = req.cseq().map_or(0, |c| c.seq);
+        let reliable = dest.transport.reliable();
         self.client_txs.insert(
             id,
             ClientTx {
+                kind,
                 branch: branch.clone(),
                 call: call.clone(),
+                cseq,
                 dest: dest.clone(),
+                request: req,
                 bytes: bytes.clone(),
                 state: ClientState::Trying,
                 interval: self.timers_cfg.t1,
+                ack: None,
             },
         );
         self.client_branches.insert(branch, id);
-        if !transport.reliable() {
-            self.timers.set(Timer::E(id), now + self.timers_cfg.t1);
+        let (retransmit, give_up) = if kind == ClientKind::Invite {
+            (Timer::A(id), Timer::B(id))
+        } else {
+            (Timer::E(id), Timer::F(id))
+        };
+        if !reliable {
+            self.timers.set(retransmit, now + self.timers_cfg.t1);
         }
-        self.timers
-            .set(Timer::F(id), now + self.timers_cfg.timeout());
-        tracing::debug!(call = %call, "sending BYE");
+        self.timers.set(give_up, now + self.timers_cfg.timeout());
         self.send(dest, bytes);
+        id
     }
 
     // ---- bookkeeping --------------------------------------------------------------------
@@ -1619,7 +2216,14 @@ impl Endpoint {
         if let Some(tx) = self.client_txs.remove(&id) {
             self.client_branches.remove(&tx.branch);
         }
-        for t in [Timer::E(id), Timer::F(id), Timer::K(id)] {
+        for t in [
+            Timer::A(id),
+            Timer::B(id),
+            Timer::D(id),
+            Timer::E(id),
+            Timer::F(id),
+            Timer::K(id),
+        ] {
             self.timers.stop(t);
         }
     }
@@ -1639,7 +2243,46 @@ impl Endpoint {
             }
             self.dialog_index.remove(&(d.call_id, d.local_tag));
         }
+        self.timers.stop(Timer::SessionRefresh(call.0));
+        self.timers.stop(Timer::SessionExpiry(call.0));
     }
+}
+
+/// Whether a request's Allow lists UPDATE (method names are case-sensitive).
+fn allows_update(req: &Request) -> bool {
+    req.headers.list("Allow").contains(&"UPDATE")
+}
+
+/// The ACK for a final response to the server's re-INVITE `invite`: for a 2xx a
+/// transaction of its own (new branch), for an error inside the INVITE's transaction (same
+/// branch, RFC 3261 §17.1.1.3); either way to where the INVITE went, with its Request-URI,
+/// Route set, From, Call-ID and CSeq number, and the response's To.
+fn ack_for(invite: &Request, resp: &Response) -> Request {
+    let mut ack = Request::new(Method::Ack, invite.uri.clone());
+    let mut via = invite.headers.get("Via").unwrap_or_default().to_string();
+    if resp.status < 300
+        && let Ok(mut v) = Via::parse(&via)
+    {
+        v.params.set("branch", Some(util::new_branch()));
+        via = v.to_string();
+    }
+    ack.headers.push("Via", via);
+    ack.headers.push("Max-Forwards", "70");
+    ack.headers.copy_from(&invite.headers, "Route");
+    ack.headers.copy_from(&invite.headers, "From");
+    ack.headers
+        .push("To", resp.headers.get("To").unwrap_or_default().to_string());
+    ack.headers.copy_from(&invite.headers, "Call-ID");
+    let seq = invite.cseq().map_or(0, |c| c.seq);
+    ack.headers.push(
+        "CSeq",
+        CSeq {
+            seq,
+            method: Method::Ack,
+        }
+        .to_string(),
+    );
+    ack
 }
 
 fn merge_key(req: &Request) -> Option<MergeKey> {

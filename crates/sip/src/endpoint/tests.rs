@@ -1178,3 +1178,519 @@ fn hangup_answers_a_pending_reinvite_with_487() {
     ep.accept(t0, call, "v=0\r\n".into());
     assert!(transmits(&mut ep).is_empty());
 }
+
+// ---- RFC 4028 session timers ----------------------------------------------------------
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// When the session of `call` expires (the server's BYE), if a session timer runs.
+fn expiry(ep: &Endpoint, call: &CallId) -> Option<Instant> {
+    ep.timers.deadline(Timer::SessionExpiry(call.0))
+}
+
+/// When the server refreshes the session of `call`, if it is the refresher.
+fn refresh_due(ep: &Endpoint, call: &CallId) -> Option<Instant> {
+    ep.timers.deadline(Timer::SessionRefresh(call.0))
+}
+
+/// An INVITE with `extra` header lines answered and acknowledged; returns the call, the To
+/// tag and the 200 OK.
+fn timed_call(
+    ep: &mut Endpoint,
+    t0: Instant,
+    call_id: &str,
+    extra: &str,
+) -> (CallId, String, Response) {
+    let msg = request(
+        "INVITE",
+        &format!("z9hG4bK{call_id}"),
+        call_id,
+        None,
+        1,
+        &format!("Content-Type: application/sdp\r\n{extra}"),
+        SDP,
+    );
+    feed(ep, t0, &msg);
+    assert_eq!(statuses(&responses(ep)), [100]);
+    let call = match events(ep).as_slice() {
+        [Event::IncomingCall { call, .. }] => call.clone(),
+        other => panic!("expected IncomingCall, got {other:?}"),
+    };
+    ep.accept(t0, call.clone(), "v=0\r\n".into());
+    let r = responses(ep);
+    assert_eq!(statuses(&r), [200]);
+    let ok = r[0].clone();
+    let tag = ok.to().and_then(|t| t.tag().map(String::from)).unwrap();
+    feed(ep, t0, &ack(call_id, &tag));
+    assert_eq!(events(ep), [Event::Established { call: call.clone() }]);
+    (call, tag, ok)
+}
+
+#[test]
+fn session_interval_too_small_gets_422_with_min_se() {
+    let t0 = Instant::now();
+    let mut ep = endpoint();
+    ep.set_session_timers(SessionTimerSettings {
+        session_expires: 1800,
+        min_se: 120,
+    });
+    let msg = request(
+        "INVITE",
+        "z9hG4bKsmall",
+        "small",
+        None,
+        1,
+        "Content-Type: application/sdp\r\nSupported: timer\r\nx: 90\r\n",
+        SDP,
+    );
+    feed(&mut ep, t0, &msg);
+    let r = responses(&mut ep);
+    assert_eq!(statuses(&r), [422]);
+    assert_eq!(r[0].reason, "Session Interval Too Small");
+    assert_eq!(r[0].headers.get("Min-SE"), Some("120"));
+    assert!(events(&mut ep).is_empty(), "no call for the server");
+    assert_eq!(ep.call_count(), 0);
+    feed(&mut ep, t0, &ack("small", "x"));
+
+    // The retry with the minimum is accepted (the INVITE's own Min-SE is fine too).
+    let (call, _, ok) = timed_call(
+        &mut ep,
+        t0,
+        "retry",
+        "Supported: timer\r\nSession-Expires: 120\r\nMin-SE: 120\r\n",
+    );
+    assert_eq!(ok.headers.get("Session-Expires"), Some("120;refresher=uac"));
+    assert_eq!(ok.headers.get("Require"), Some("timer"));
+    assert_eq!(ep.session_timer(&call), Some((120, false)));
+
+    // A malformed Session-Expires is a bad request.
+    let msg = request(
+        "INVITE",
+        "z9hG4bKbad",
+        "bad",
+        None,
+        1,
+        "Content-Type: application/sdp\r\nSession-Expires: soon\r\n",
+        SDP,
+    );
+    feed(&mut ep, t0, &msg);
+    let r = responses(&mut ep);
+    assert_eq!(statuses(&r), [400]);
+    assert!(r[0].reason.contains("Session-Expires"), "{}", r[0].reason);
+}
+
+#[test]
+fn without_session_expires_the_2xx_only_says_supported() {
+    let t0 = Instant::now();
+    let mut ep = endpoint();
+    let (call, _, ok) = timed_call(&mut ep, t0, "plain", "Supported: timer\r\n");
+    assert_eq!(ok.headers.get("Supported"), Some("timer"));
+    assert_eq!(ok.headers.get("Session-Expires"), None);
+    assert_eq!(ok.headers.get("Require"), None);
+    assert!(ok.headers.get("Allow").unwrap().contains("UPDATE"));
+    assert_eq!(ep.session_timer(&call), None);
+    assert_eq!(expiry(&ep, &call), None, "no session timer runs");
+    // Require: timer is understood (no 420).
+    let msg = request(
+        "INVITE",
+        "z9hG4bKreq",
+        "req",
+        None,
+        1,
+        "Content-Type: application/sdp\r\nRequire: timer\r\nSession-Expires: 1800\r\n",
+        SDP,
+    );
+    feed(&mut ep, t0, &msg);
+    assert_eq!(statuses(&responses(&mut ep)), [100]);
+}
+
+#[test]
+fn caller_refreshes_or_the_server_sends_bye() {
+    let t0 = Instant::now();
+    let mut ep = endpoint();
+    let (call, tag, ok) = timed_call(
+        &mut ep,
+        t0,
+        "st",
+        "Supported: timer\r\nSession-Expires: 600\r\n",
+    );
+    assert_eq!(ok.headers.get("Session-Expires"), Some("600;refresher=uac"));
+    assert_eq!(ok.headers.get("Require"), Some("timer"));
+    // The BYE would go at 600 − min(32, 200) = 568 s.
+    assert_eq!(expiry(&ep, &call), Some(t0 + secs(568)));
+    assert_eq!(refresh_due(&ep, &call), None, "the caller refreshes");
+
+    // A body-less UPDATE at 300 s refreshes: 200 with the timer, expiry moves.
+    let update = request(
+        "UPDATE",
+        "z9hG4bKup1",
+        "st",
+        Some(&tag),
+        2,
+        "Supported: timer\r\nSession-Expires: 600;refresher=uac\r\n",
+        "",
+    );
+    feed(&mut ep, t0 + secs(300), &update);
+    let r = responses(&mut ep);
+    assert_eq!(statuses(&r), [200]);
+    assert_eq!(r[0].headers.get("CSeq"), Some("2 UPDATE"));
+    assert_eq!(
+        r[0].headers.get("Session-Expires"),
+        Some("600;refresher=uac")
+    );
+    assert_eq!(r[0].headers.get("Require"), Some("timer"));
+    assert!(r[0].body.is_empty());
+    assert_eq!(events(&mut ep), [Event::Refreshed { call: call.clone() }]);
+    assert_eq!(expiry(&ep, &call), Some(t0 + secs(868)));
+
+    // A re-INVITE refreshes too, once accepted.
+    let reinvite = request(
+        "INVITE",
+        "z9hG4bKre1",
+        "st",
+        Some(&tag),
+        3,
+        "Content-Type: application/sdp\r\nSupported: timer\r\nSession-Expires: 600\r\n",
+        SDP,
+    );
+    feed(&mut ep, t0 + secs(600), &reinvite);
+    assert_eq!(statuses(&responses(&mut ep)), [100]);
+    let _ = events(&mut ep);
+    ep.accept(t0 + secs(600), call.clone(), "v=0\r\n".into());
+    let r = responses(&mut ep);
+    assert_eq!(
+        r[0].headers.get("Session-Expires"),
+        Some("600;refresher=uac")
+    );
+    feed(
+        &mut ep,
+        t0 + secs(600),
+        &request("ACK", "z9hG4bKack3", "st", Some(&tag), 3, "", ""),
+    );
+    let expiry = t0 + secs(600 + 568);
+    ep.handle_timeout(expiry - ms(1));
+    assert!(transmits(&mut ep).is_empty(), "nothing before the expiry");
+    assert!(events(&mut ep).is_empty());
+
+    // No refresh after that: BYE at the expiry, the call ends at once.
+    ep.handle_timeout(expiry);
+    let (_, bye) = sent_request(&mut ep);
+    assert_eq!(bye.method, Method::Bye);
+    assert_eq!(
+        events(&mut ep),
+        [Event::Ended {
+            call: call.clone(),
+            reason: EndReason::SessionExpired
+        }]
+    );
+    assert_eq!(ep.call_count(), 0);
+    // The BYE transaction goes on by itself; its 200 is absorbed.
+    feed(&mut ep, expiry + ms(50), &reply(&bye, 200));
+    assert!(events(&mut ep).is_empty());
+}
+
+#[test]
+fn refused_refresh_keeps_the_old_timer() {
+    let t0 = Instant::now();
+    let mut ep = endpoint();
+    let (call, tag, _) = timed_call(
+        &mut ep,
+        t0,
+        "keep",
+        "Supported: timer\r\nSession-Expires: 300\r\n",
+    );
+    // Too small a re-offer by UPDATE: 422, the 300 s timer stays.
+    let update = request(
+        "UPDATE",
+        "z9hG4bKup1",
+        "keep",
+        Some(&tag),
+        2,
+        "Supported: timer\r\nSession-Expires: 30\r\n",
+        "",
+    );
+    feed(&mut ep, t0 + secs(100), &update);
+    let r = responses(&mut ep);
+    assert_eq!(statuses(&r), [422]);
+    assert_eq!(r[0].headers.get("Min-SE"), Some("90"));
+    assert_eq!(ep.session_timer(&call), Some((300, false)));
+    assert_eq!(expiry(&ep, &call), Some(t0 + secs(268)));
+    // A re-INVITE the server rejects does not refresh either.
+    let reinvite = request(
+        "INVITE",
+        "z9hG4bKre1",
+        "keep",
+        Some(&tag),
+        3,
+        "Content-Type: application/sdp\r\nSupported: timer\r\nSession-Expires: 300\r\n",
+        SDP,
+    );
+    feed(&mut ep, t0 + secs(150), &reinvite);
+    let _ = transmits(&mut ep);
+    let _ = events(&mut ep);
+    ep.reject(t0 + secs(150), call.clone(), 488, "", None);
+    let _ = transmits(&mut ep);
+    feed(
+        &mut ep,
+        t0 + secs(150),
+        &request("ACK", "z9hG4bKre1", "keep", Some(&tag), 3, "", ""),
+    );
+    ep.handle_timeout(t0 + secs(268));
+    let (_, bye) = sent_request(&mut ep);
+    assert_eq!(bye.method, Method::Bye);
+}
+
+#[test]
+fn update_with_an_offer_is_answered_like_a_reinvite() {
+    let t0 = Instant::now();
+    let mut ep = endpoint();
+    let (call, tag, _) = timed_call(&mut ep, t0, "upd", "");
+    let update = request(
+        "UPDATE",
+        "z9hG4bKup1",
+        "upd",
+        Some(&tag),
+        2,
+        "Content-Type: application/sdp\r\nSupported: timer\r\nSession-Expires: 900\r\n",
+        SDP,
+    );
+    feed(&mut ep, t0, &update);
+    assert!(transmits(&mut ep).is_empty(), "no 100 for a non-INVITE");
+    assert_eq!(
+        events(&mut ep),
+        [Event::ReInvite {
+            call: call.clone(),
+            offer: Some(SDP.into())
+        }]
+    );
+    // A second offer meanwhile: 491.
+    let again = request(
+        "UPDATE",
+        "z9hG4bKup2",
+        "upd",
+        Some(&tag),
+        3,
+        "Content-Type: application/sdp\r\n",
+        SDP,
+    );
+    feed(&mut ep, t0, &again);
+    assert_eq!(statuses(&responses(&mut ep)), [491]);
+    ep.accept(t0, call.clone(), "v=0\r\nanswer".into());
+    let r = responses(&mut ep);
+    assert_eq!(statuses(&r), [200]);
+    assert_eq!(r[0].headers.get("CSeq"), Some("2 UPDATE"));
+    assert_eq!(r[0].body, b"v=0\r\nanswer");
+    assert_eq!(
+        r[0].headers.get("Session-Expires"),
+        Some("900;refresher=uac")
+    );
+    assert_eq!(events(&mut ep), [Event::Refreshed { call: call.clone() }]);
+    // No ACK is awaited: hangup sends BYE at once, and nothing is retransmitted.
+    ep.handle_timeout(t0 + secs(5));
+    assert!(transmits(&mut ep).is_empty());
+    ep.hangup(t0 + secs(5), call);
+    let (_, bye) = sent_request(&mut ep);
+    assert_eq!(bye.method, Method::Bye);
+    // UPDATE outside a dialog: 481.
+    feed(
+        &mut ep,
+        t0,
+        &request("UPDATE", "z9hG4bKup9", "nodialog", None, 1, "", ""),
+    );
+    assert_eq!(statuses(&responses(&mut ep)), [481]);
+}
+
+#[test]
+fn server_refreshes_by_update_and_ends_the_call_on_481() {
+    let t0 = Instant::now();
+    let mut ep = endpoint();
+    // A caller without timer support whose proxy asked for a timer; it allows UPDATE.
+    let (call, _, ok) = timed_call(
+        &mut ep,
+        t0,
+        "uas",
+        "Allow: INVITE, ACK, BYE, CANCEL, UPDATE\r\nSession-Expires: 600\r\n",
+    );
+    assert_eq!(ok.headers.get("Session-Expires"), Some("600;refresher=uas"));
+    assert_eq!(ok.headers.get("Require"), None);
+    assert_eq!(ep.session_timer(&call), Some((600, true)));
+    assert_eq!(refresh_due(&ep, &call), Some(t0 + secs(300)));
+    assert_eq!(expiry(&ep, &call), Some(t0 + secs(568)));
+
+    ep.handle_timeout(t0 + secs(300));
+    let (t, update) = sent_request(&mut ep);
+    assert_eq!(t.to, caller());
+    assert_eq!(update.method, Method::Update);
+    assert_eq!(update.uri, "sip:alice@198.51.100.7:5062");
+    assert_eq!(
+        update.headers.get("Session-Expires"),
+        Some("600;refresher=uac"),
+        "the server is this request's client and refresher"
+    );
+    assert_eq!(update.headers.get("Supported"), Some("timer"));
+    assert!(update.body.is_empty());
+    assert!(update.to().unwrap().tag().is_some());
+    // Retransmitted over UDP until answered.
+    ep.handle_timeout(t0 + secs(300) + ms(500));
+    let (_, again) = sent_request(&mut ep);
+    assert_eq!(again.headers.get("CSeq"), update.headers.get("CSeq"));
+    feed(&mut ep, t0 + secs(301), &reply(&update, 200));
+    assert_eq!(events(&mut ep), [Event::Refreshed { call: call.clone() }]);
+    // The next refresh half an interval after the answer.
+    ep.handle_timeout(t0 + secs(601) - ms(1));
+    assert!(transmits(&mut ep).is_empty());
+    ep.handle_timeout(t0 + secs(601));
+    let (_, update2) = sent_request(&mut ep);
+    assert_eq!(update2.method, Method::Update);
+    assert!(update2.cseq().unwrap().seq > update.cseq().unwrap().seq);
+    // 481: the dialog is gone at the caller; BYE and the call ends.
+    feed(&mut ep, t0 + secs(602), &reply(&update2, 481));
+    let (_, bye) = sent_request(&mut ep);
+    assert_eq!(bye.method, Method::Bye);
+    assert_eq!(
+        events(&mut ep),
+        [Event::Ended {
+            call,
+            reason: EndReason::RefreshFailed { status: Some(481) }
+        }]
+    );
+}
+
+#[test]
+fn server_refreshes_by_reinvite_when_update_is_not_allowed() {
+    let t0 = Instant::now();
+    let mut ep = endpoint();
+    let (call, tag, _) = timed_call(
+        &mut ep,
+        t0,
+        "reinv",
+        "Allow: INVITE, ACK, BYE, CANCEL, OPTIONS\r\nSession-Expires: 120\r\n",
+    );
+    assert_eq!(ep.session_timer(&call), Some((120, true)));
+    ep.handle_timeout(t0 + secs(60));
+    assert!(transmits(&mut ep).is_empty());
+    assert_eq!(
+        events(&mut ep),
+        [Event::RefreshNeeded { call: call.clone() }]
+    );
+    let offer = "v=0\r\no=imss 7 2 IN IP4 192.0.2.10\r\n";
+    ep.refresh_with_offer(t0 + secs(60), call.clone(), offer.into());
+    let (_, invite) = sent_request(&mut ep);
+    assert_eq!(invite.method, Method::Invite);
+    assert_eq!(invite.body, offer.as_bytes());
+    assert_eq!(invite.headers.get("Content-Type"), Some("application/sdp"));
+    assert_eq!(
+        invite.headers.get("Session-Expires"),
+        Some("120;refresher=uac")
+    );
+    assert!(invite.headers.get("Contact").is_some());
+    // Timer A retransmits; a re-INVITE from the caller meanwhile is glare (491).
+    ep.handle_timeout(t0 + secs(60) + ms(500));
+    let (_, again) = sent_request(&mut ep);
+    assert_eq!(again.headers.get("Via"), invite.headers.get("Via"));
+    feed(
+        &mut ep,
+        t0 + secs(60) + ms(600),
+        &request("INVITE", "z9hG4bKglare", "reinv", Some(&tag), 2, "", ""),
+    );
+    assert_eq!(statuses(&responses(&mut ep)), [491]);
+    // The 200 is acknowledged with an ACK of its own, and again when retransmitted.
+    let ok = reply(&invite, 200).replace(
+        "Content-Length: 0",
+        "Session-Expires: 120;refresher=uac\r\nContent-Length: 0",
+    );
+    feed(&mut ep, t0 + secs(61), &ok);
+    let (_, ack1) = sent_request(&mut ep);
+    assert_eq!(ack1.method, Method::Ack);
+    assert_eq!(
+        ack1.cseq().unwrap().seq,
+        invite.cseq().unwrap().seq,
+        "the INVITE's CSeq number"
+    );
+    assert_ne!(
+        ack1.top_via().unwrap().branch(),
+        invite.top_via().unwrap().branch()
+    );
+    assert_eq!(events(&mut ep), [Event::Refreshed { call: call.clone() }]);
+    feed(&mut ep, t0 + secs(61) + ms(500), &ok);
+    let (_, ack2) = sent_request(&mut ep);
+    assert_eq!(ack2, ack1);
+    assert!(events(&mut ep).is_empty());
+    assert_eq!(ep.session_timer(&call), Some((120, true)));
+
+    // The next refresh goes unanswered: Timer B, then BYE.
+    ep.handle_timeout(t0 + secs(121));
+    assert_eq!(
+        events(&mut ep),
+        [Event::RefreshNeeded { call: call.clone() }]
+    );
+    ep.refresh_with_offer(t0 + secs(121), call.clone(), offer.into());
+    let _ = transmits(&mut ep);
+    let mut now = t0 + secs(121);
+    let mut ended = None;
+    while ended.is_none() {
+        let next = ep.poll_timeout().expect("a timer runs");
+        assert!(next <= t0 + secs(200), "gave up in time");
+        now = next;
+        ep.handle_timeout(now);
+        let _ = transmits(&mut ep);
+        ended = events(&mut ep).into_iter().find_map(|e| match e {
+            Event::Ended { reason, .. } => Some(reason),
+            _ => None,
+        });
+    }
+    // The session expires at 61 + 120 − 32 = 149 s, before Timer B (121 + 32 s).
+    assert_eq!(ended, Some(EndReason::SessionExpired));
+    assert_eq!(now, t0 + secs(149));
+}
+
+#[test]
+fn update_refused_with_501_falls_back_to_reinvite() {
+    let t0 = Instant::now();
+    let mut ep = endpoint();
+    let (call, _, _) = timed_call(
+        &mut ep,
+        t0,
+        "fallback",
+        "Allow: INVITE, ACK, BYE, UPDATE\r\nSession-Expires: 90\r\n",
+    );
+    ep.handle_timeout(t0 + secs(45));
+    let (_, update) = sent_request(&mut ep);
+    assert_eq!(update.method, Method::Update);
+    feed(&mut ep, t0 + secs(46), &reply(&update, 501));
+    assert_eq!(events(&mut ep), [Event::RefreshNeeded { call }]);
+}
+
+#[test]
+fn unanswered_update_refresh_ends_the_call() {
+    let t0 = Instant::now();
+    let mut ep = endpoint();
+    let (call, _, _) = timed_call(
+        &mut ep,
+        t0,
+        "silent",
+        "Allow: INVITE, ACK, BYE, UPDATE\r\nSession-Expires: 1800\r\n",
+    );
+    ep.handle_timeout(t0 + secs(900));
+    let _ = transmits(&mut ep);
+    // Timer F (64·T1) before the session's end: the refresh failed, BYE.
+    let now = loop {
+        let now = ep.poll_timeout().unwrap();
+        ep.handle_timeout(now);
+        let _ = transmits(&mut ep);
+        let evs = events(&mut ep);
+        if !evs.is_empty() {
+            assert_eq!(
+                evs,
+                [Event::Ended {
+                    call,
+                    reason: EndReason::RefreshFailed { status: None }
+                }]
+            );
+            break now;
+        }
+    };
+    assert_eq!(now, t0 + secs(932));
+}

@@ -1,4 +1,4 @@
-//! RFC 3261 timers (§17, Table 4) as a table of deadlines, earliest first; shared by the
+//! RFC 3261 timers (§17, Table 4) and RFC 4028 session timers as a table of deadlines, earliest first; shared by the
 //! endpoint and the client.
 
 use std::collections::{BTreeSet, HashMap};
@@ -14,6 +14,8 @@ pub(crate) enum Timer {
     A(TxId),
     /// INVITE transaction timeout (client).
     B(TxId),
+    /// Wait for response retransmissions (INVITE client).
+    D(TxId),
     /// Non-INVITE request retransmission (client, UDP).
     E(TxId),
     /// Non-INVITE transaction timeout (client).
@@ -29,6 +31,10 @@ pub(crate) enum Timer {
     J(TxId),
     /// Wait for response retransmissions (client).
     K(TxId),
+    /// RFC 4028: time for the server to refresh the session of this call (its number).
+    SessionRefresh(u64),
+    /// RFC 4028: the session of this call was not refreshed in time; BYE.
+    SessionExpiry(u64),
 }
 
 /// Deadlines indexed by timer; the earliest is found in O(log n).
@@ -52,6 +58,11 @@ impl TimerTable {
         if let Some(old) = self.by_timer.remove(&timer) {
             self.queue.remove(&(old, timer));
         }
+    }
+
+    /// When `timer` fires, if armed.
+    pub(crate) fn deadline(&self, timer: Timer) -> Option<Instant> {
+        self.by_timer.get(&timer).copied()
     }
 
     /// The earliest deadline.

@@ -244,6 +244,25 @@ impl SessionDescription {
     }
 }
 
+/// The offer of a session refresh by re-INVITE (RFC 4028 §7.4) from the description the
+/// server sent last: the same session with its o= version set to `version` (RFC 3264 §8:
+/// the previous one plus one), and control channels marked `a=connection:existing` so that
+/// the client keeps its MRCPv2 connection (RFC 4145 §5).
+pub fn refresh_offer(previous: &SessionDescription, version: u64) -> SessionDescription {
+    let mut offer = previous.clone();
+    offer.origin.session_version = version.to_string();
+    for m in offer.media.iter_mut().filter(|m| is_control_media(m)) {
+        for a in m
+            .attributes
+            .iter_mut()
+            .filter(|a| a.name.eq_ignore_ascii_case("connection"))
+        {
+            a.value = Some("existing".into());
+        }
+    }
+    offer
+}
+
 impl MediaDescription {
     /// A media-level attribute: `Some(None)` for a property attribute.
     pub fn attribute(&self, name: &str) -> Option<Option<&str>> {
@@ -563,6 +582,24 @@ a=mid:1\r\n";
             Some("127.0.0.1".parse().unwrap())
         );
         assert_eq!(sd.to_string(), UMC_OFFER);
+    }
+
+    #[test]
+    fn refresh_offer_bumps_the_version_and_keeps_the_connection() {
+        let sd: SessionDescription = UMC_OFFER.parse().unwrap();
+        let r = refresh_offer(&sd, 555449156831218043);
+        assert_eq!(r.origin.session_version, "555449156831218043");
+        assert_eq!(r.origin.session_id, sd.origin.session_id);
+        assert_eq!(r.media[0].attribute("connection"), Some(Some("existing")));
+        assert_eq!(r.media[0].attribute("setup"), Some(Some("active")));
+        assert_eq!(r.media[1], sd.media[1], "audio unchanged");
+        let text = r.to_string();
+        assert_eq!(
+            text,
+            UMC_OFFER
+                .replace("555449156831218042", "555449156831218043")
+                .replace("a=connection:new", "a=connection:existing")
+        );
     }
 
     #[test]

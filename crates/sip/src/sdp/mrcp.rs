@@ -55,11 +55,11 @@ impl Default for ChannelIds {
 pub struct MrcpAnswerParams<'a> {
     /// Address, RTP port, o= fields and default ptime for the audio stream.
     pub audio: AnswerParams,
-    /// The TCP port the server accepts control connections on (`mrcp.port`).
+    /// The TCP port the server accepts plain control connections on (`mrcp.port`).
     pub mrcp_port: u16,
-    /// Whether `TCP/TLS/MRCPv2` offers are granted (on `mrcp_port`); when false they are
-    /// refused with port 0.
-    pub tls: bool,
+    /// The port of the TLS control channel listener (`mrcp.tls_port`): `TCP/TLS/MRCPv2`
+    /// offers are granted there. `None` (TLS off): they are refused with port 0.
+    pub tls_port: Option<u16>,
     /// Resource types the server offers, e.g. `["speechsynth", "basicsynth"]`.
     pub supported_resources: Vec<String>,
     /// Where new channel identifiers come from.
@@ -83,6 +83,8 @@ pub struct ControlChannel {
     pub connection_new: bool,
     /// Index of the control m= line in the offer (RFC 3264 keeps it across re-offers).
     pub media_index: usize,
+    /// Granted over `TCP/TLS/MRCPv2`: requests for it must come over TLS.
+    pub tls: bool,
 }
 
 /// The outcome of an MRCPv2 negotiation.
@@ -109,7 +111,7 @@ pub fn is_mrcp_offer(offer: &SessionDescription) -> bool {
 /// RFC 6787 §4.2 answer to an offer with control channels.
 ///
 /// Each control m= line whose resource the server supports is answered
-/// `m=application <mrcp_port> TCP/MRCPv2 1` with `a=setup:passive`, `a=connection` mirroring
+/// `m=application <mrcp_port> TCP/MRCPv2 1` (`<tls_port> TCP/TLS/MRCPv2` for a TLS one) with `a=setup:passive`, `a=connection` mirroring
 /// the offer (`existing` only when offered), `a=channel:<id>@<resource>` and the offer's
 /// `a=cmid`. A control line at port 0, for an unsupported resource, over TLS when TLS is off,
 /// or with a setup the server cannot answer is refused with port 0. The audio stream is
@@ -223,11 +225,15 @@ fn answer_control(
             ))
         })?;
     let tls = om.proto.eq_ignore_ascii_case(MRCP_TLS_PROTO);
-    if tls && !p.tls {
-        return Err(Some(format!(
-            "{resource} over {MRCP_TLS_PROTO}: TLS is not enabled, offer {MRCP_PROTO}"
-        )));
-    }
+    let port = match (tls, p.tls_port) {
+        (false, _) => p.mrcp_port,
+        (true, Some(port)) => port,
+        (true, None) => {
+            return Err(Some(format!(
+                "{resource} over {MRCP_TLS_PROTO}: TLS is not enabled, offer {MRCP_PROTO}"
+            )));
+        }
+    };
     // RFC 4145 §4.1: the client connects (active, or actpass left to us); absent means active.
     let setup = match attr_value(offer, om, "setup") {
         None => "passive",
@@ -284,7 +290,7 @@ fn answer_control(
     attributes.extend(cmids.iter().map(|c| Attribute::value("cmid", *c)));
     let answer = MediaDescription {
         media: "application".into(),
-        port: p.mrcp_port,
+        port,
         port_count: None,
         proto: if tls { MRCP_TLS_PROTO } else { MRCP_PROTO }.into(),
         // RFC 6787 §4.2: the format is the arbitrary "1".
@@ -299,6 +305,7 @@ fn answer_control(
         cmid: cmids.first().map(|c| (*c).to_string()),
         connection_new,
         media_index: index,
+        tls,
     };
     Ok((answer, channel))
 }
@@ -325,34 +332,51 @@ fn refuse(om: &MediaDescription) -> MediaDescription {
 }
 
 /// The resource-discovery description for OPTIONS (RFC 6787 §7): a port-0 control m= line
-/// listing each resource, then the audio capabilities of [`capabilities`]. Names that are not
-/// single tokens are left out.
-pub fn mrcp_capabilities(addr: IpAddr, username: &str, resources: &[&str]) -> SessionDescription {
+/// listing each resource (a second one, `TCP/TLS/MRCPv2`, when `tls` is on), then the audio
+/// capabilities of [`capabilities`]. Names that are not single tokens are left out.
+pub fn mrcp_capabilities(
+    addr: IpAddr,
+    username: &str,
+    resources: &[&str],
+    tls: bool,
+) -> SessionDescription {
     let mut sd = capabilities(addr, username);
-    let attributes = resources
+    let attributes: Vec<Attribute> = resources
         .iter()
         .filter(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_graphic()))
         .map(|r| Attribute::value("resource", *r))
         .collect();
-    sd.media.insert(
-        0,
-        MediaDescription {
-            media: "application".into(),
-            port: 0,
-            port_count: None,
-            proto: MRCP_PROTO.into(),
-            formats: vec!["1".into()],
-            connection: None,
-            attributes,
-            extra: Vec::new(),
-        },
-    );
+    let protos: &[&str] = if tls {
+        &[MRCP_PROTO, MRCP_TLS_PROTO]
+    } else {
+        &[MRCP_PROTO]
+    };
+    for (i, proto) in protos.iter().enumerate() {
+        sd.media.insert(
+            i,
+            MediaDescription {
+                media: "application".into(),
+                port: 0,
+                port_count: None,
+                proto: (*proto).into(),
+                formats: vec!["1".into()],
+                connection: None,
+                attributes: attributes.clone(),
+                extra: Vec::new(),
+            },
+        );
+    }
     sd
 }
 
 /// [`mrcp_capabilities`] as text, ready for [`crate::endpoint::Endpoint::set_options_sdp`].
-pub fn mrcp_capabilities_sdp(addr: IpAddr, username: &str, resources: &[&str]) -> String {
-    mrcp_capabilities(addr, username, resources).to_string()
+pub fn mrcp_capabilities_sdp(
+    addr: IpAddr,
+    username: &str,
+    resources: &[&str],
+    tls: bool,
+) -> String {
+    mrcp_capabilities(addr, username, resources, tls).to_string()
 }
 
 #[cfg(test)]
@@ -420,7 +444,7 @@ a=fmtp:101 0-15\r\na=recvonly\r\na=ptime:20\r\na=mid:1\r\n";
         MrcpAnswerParams {
             audio: audio_params(),
             mrcp_port: 8104,
-            tls: false,
+            tls_port: None,
             supported_resources: vec!["speechsynth".into(), "basicsynth".into()],
             channel_ids: ids,
             existing,
@@ -714,13 +738,14 @@ a=resource:speechsynth\r\na=cmid:1\r\n{AUDIO}"
         let e = answer_mrcp(&tls_offer, &params(&ids, &[])).unwrap_err();
         assert!(e.to_string().contains("TLS is not enabled"), "{e}");
         let p = MrcpAnswerParams {
-            tls: true,
+            tls_port: Some(8105),
             ..params(&ids, &[])
         };
         let (a, n) = answer_mrcp(&tls_offer, &p).unwrap();
         assert_eq!(a.media[0].proto, "TCP/TLS/MRCPv2");
-        assert_eq!(a.media[0].port, 8104);
+        assert_eq!(a.media[0].port, 8105, "the TLS listener's port");
         assert_eq!(n.channels.len(), 1);
+        assert!(n.channels[0].tls);
         // Mixed offer without TLS: the TLS line is refused, the TCP one granted.
         let mixed = offer(&format!(
             "m=application 9 TCP/TLS/MRCPv2 1\r\na=resource:basicsynth\r\n{SYNTH}{AUDIO}"
@@ -729,6 +754,18 @@ a=resource:speechsynth\r\na=cmid:1\r\n{AUDIO}"
         assert_eq!((a.media[0].port, a.media[1].port), (0, 8104));
         assert_eq!(a.media[0].proto, "TCP/TLS/MRCPv2");
         assert_eq!(n.channels[0].resource, "speechsynth");
+        assert!(!n.channels[0].tls);
+        // With TLS on, one session can hold one channel of each kind, each on its port.
+        let (a, n) = answer_mrcp(&mixed, &p).unwrap();
+        assert_eq!((a.media[0].port, a.media[1].port), (8105, 8104));
+        assert_eq!(
+            (a.media[0].proto.as_str(), a.media[1].proto.as_str()),
+            ("TCP/TLS/MRCPv2", "TCP/MRCPv2")
+        );
+        assert_eq!(
+            n.channels.iter().map(|c| c.tls).collect::<Vec<_>>(),
+            [true, false]
+        );
     }
 
     #[test]
@@ -824,7 +861,16 @@ a=resource:basicsynth\r\na=cmid:1\r\n"
     #[test]
     fn capabilities_have_the_shape_of_unimrcpservers() {
         let addr: IpAddr = "192.0.2.10".parse().unwrap();
-        let text = mrcp_capabilities_sdp(addr, "imss", &["speechsynth", "basicsynth", "bad name"]);
+        let with_tls = mrcp_capabilities(addr, "imss", &["speechsynth"], true);
+        let protos: Vec<&str> = with_tls.media.iter().map(|m| m.proto.as_str()).collect();
+        assert_eq!(protos, ["TCP/MRCPv2", "TCP/TLS/MRCPv2", "RTP/AVP"]);
+        assert!(with_tls.media[1].attribute("resource").is_some());
+        let text = mrcp_capabilities_sdp(
+            addr,
+            "imss",
+            &["speechsynth", "basicsynth", "bad name"],
+            false,
+        );
         let ours: SessionDescription = text.parse().unwrap();
         let theirs: SessionDescription = UMS_OPTIONS.parse().unwrap();
         assert_eq!(ours.media.len(), theirs.media.len());
@@ -888,6 +934,7 @@ a=resource:basicsynth\r\na=cmid:1\r\n"
                     cmid: None,
                     connection_new: true,
                     media_index: 7,
+                    tls: false,
                 }];
                 if let Ok((a, n)) = answer_mrcp(&o, &params(&ids, &existing)) {
                     prop_assert_eq!(a.media.len(), o.media.len());
