@@ -587,6 +587,22 @@ impl Shell {
         let tx = self.input_tx.clone();
         let channel_id = channel_id.to_string();
         let limit = settings.speak_length;
+        if ready_at_once(&shared, &plan) {
+            // Cached clips, live sources, breaks and marks only: nothing to read or speak,
+            // so no blocking thread (its hand-offs cost milliseconds under load). The result
+            // goes through the shell's own queue like any other.
+            let result = Resolved {
+                render,
+                result: resolve_plan(&shared, plan, &settings),
+            };
+            let _ = tx.send(ShellInput::SpeakResolved {
+                channel_id,
+                request_id,
+                result,
+                limit,
+            });
+            return;
+        }
         tokio::task::spawn_blocking(move || {
             let result = Resolved {
                 render,
@@ -829,6 +845,21 @@ fn resolve_plan(
         }
     }
     Ok((items, marks))
+}
+
+/// Whether every item of `plan` can be had without blocking: no text for the TTS engine,
+/// every file already in the clip cache (and unchanged), every live source known.
+fn ready_at_once(shared: &Shared, plan: &PlayPlan) -> bool {
+    let root = shared.config.audio_root();
+    plan.iter().all(|item| match item {
+        PlanItem::Audio { uri, fallback: None } => match uri.strip_prefix("source:") {
+            Some(name) => shared.sources.ring(name).is_some(),
+            None => audio_root::resolve(&root, uri)
+                .ok()
+                .is_some_and(|path| shared.clips.get_cached(&path).is_some()),
+        },
+        other => !has_text(other),
+    })
 }
 
 /// One audio URI of a plan: `source:NAME` or a file under the audio root.
