@@ -435,7 +435,8 @@ pub async fn run_bench(opts: &BenchOptions) -> Result<BenchReport, ClientError> 
                 }
                 pool.close(i);
                 shell.hangup(&call_id).await;
-                calls[i].control = None;
+                // The control connection closes once the BYE is answered (Terminated), so
+                // the server sees the session end by its BYE, not by the connection.
                 calls[i].phase = Phase::Ending { call_id };
                 end_timeouts.push_back((now + TEARDOWN, i));
                 up -= 1;
@@ -451,6 +452,7 @@ pub async fn run_bench(opts: &BenchOptions) -> Result<BenchReport, ClientError> 
                 let call_id = call_id.clone();
                 shell.abandon(&call_id);
                 by_id.remove(&call_id);
+                calls[i].control = None;
                 byes_unconfirmed += 1;
                 calls[i].phase = Phase::Done;
                 finished += 1;

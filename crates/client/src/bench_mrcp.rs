@@ -98,7 +98,13 @@ pub(crate) fn spawn_control(
         let deadline = Instant::now() + CONNECT_LIMIT;
         let mut stream = tokio::select! {
             r = mrcp::connect(addr, deadline) => match r {
-                Ok(s) => s,
+                Ok(s) => {
+                    // Closed with a reset when the session ends: thousands of sessions per
+                    // second would otherwise leave their ports in TIME_WAIT and exhaust the
+                    // local port range within half a minute.
+                    let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+                    s
+                }
                 Err(e) => {
                     sink.send(slot, ControlEvent::Failed { cause: format!("control connection: {}", short(&e.to_string())) });
                     return;

@@ -18,6 +18,9 @@
 //!   expose them;
 //! - `/proc` parsing for CPU and memory figures: two fields of two files.
 //!
+//! `socket2` (already in the tree under tokio) sets `SO_LINGER` on an MRCP bench's control
+//! connections, which tokio only offers as a deprecated call.
+//!
 //! Definitions used in the reports:
 //! - *expected* and *lost* follow RFC 3550 A.3 over the extended sequence range (restarts
 //!   and SSRC changes add up); *packets* counts duplicates, *lost* never goes negative;

@@ -852,7 +852,10 @@ fn resolve_plan(
 fn ready_at_once(shared: &Shared, plan: &PlayPlan) -> bool {
     let root = shared.config.audio_root();
     plan.iter().all(|item| match item {
-        PlanItem::Audio { uri, fallback: None } => match uri.strip_prefix("source:") {
+        PlanItem::Audio {
+            uri,
+            fallback: None,
+        } => match uri.strip_prefix("source:") {
             Some(name) => shared.sources.ring(name).is_some(),
             None => audio_root::resolve(&root, uri)
                 .ok()
