@@ -100,6 +100,9 @@ pub struct CpuFigures {
     pub server_rss_kib: Option<u64>,
     /// This bench process's CPU, percent of one core.
     pub bench_cpu_percent: Option<f64>,
+    /// CPU time the hypervisor gave to other guests while this machine wanted it, percent
+    /// of all cores (`steal` in `/proc/stat`): on a shared host, timing figures worsen with it.
+    pub machine_steal_percent: Option<f64>,
 }
 
 /// What a bench run measured. `Display` is the operator's report; `Serialize` is `--json`.
@@ -245,12 +248,14 @@ impl fmt::Display for BenchReport {
         let pct = |v: Option<f64>| v.map_or("n/a".to_string(), |p| format!("{p:.1} %"));
         writeln!(
             f,
-            "cpu         server {}, bench {} (of one core; {} window, {:.1} s, {} calls up)",
+            "cpu         server {}, bench {} (of one core; {} window, {:.1} s, {} calls up), \
+             stolen by the host {}",
             pct(self.cpu.server_cpu_percent),
             pct(self.cpu.bench_cpu_percent),
             self.cpu_window,
             self.cpu_window_seconds,
-            self.cpu_window_calls
+            self.cpu_window_calls,
+            pct(self.cpu.machine_steal_percent)
         )?;
         write!(
             f,
@@ -744,6 +749,10 @@ pub async fn run_bench(opts: &BenchOptions) -> Result<BenchReport, ClientError> 
             (Some(a), Some(b)) => procstat::cpu_percent(&a, &b),
             _ => None,
         },
+        machine_steal_percent: match (window_start.1.machine, window_end.1.machine) {
+            (Some(a), Some(b)) => procstat::steal_percent(&a, &b),
+            _ => None,
+        },
     };
 
     let answered = setup_ns.len();
@@ -831,20 +840,23 @@ pub async fn run_bench(opts: &BenchOptions) -> Result<BenchReport, ClientError> 
 struct CpuPair {
     server: Option<CpuSample>,
     own: Option<CpuSample>,
+    machine: Option<procstat::MachineSample>,
 }
 
 fn cpu_pair(server_pid: Option<u32>) -> CpuPair {
     CpuPair {
         server: server_pid.and_then(|p| procstat::cpu_sample(Some(p))),
         own: procstat::cpu_sample(None),
+        machine: procstat::machine_sample(),
     }
 }
 
-/// Exact percentiles of set-up latencies (nearest rank).
 /// Nanoseconds from `a` to `b` (0 if `b` is earlier).
 fn ns_between(a: Instant, b: Instant) -> u64 {
     u64::try_from(b.saturating_duration_since(a).as_nanos()).unwrap_or(u64::MAX)
 }
+
+/// Exact percentiles of set-up latencies (nearest rank).
 
 fn latency_summary(ns: &mut [u64]) -> LatencySummary {
     if ns.is_empty() {

@@ -53,6 +53,45 @@ pub fn cpu_percent(a: &CpuSample, b: &CpuSample) -> Option<f64> {
     Some(ticks / ticks_per_second() / wall * 100.0)
 }
 
+/// The machine's CPU time from the `cpu` line of `/proc/stat`, in clock ticks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MachineSample {
+    /// Every state summed (user … steal; guest time is already inside user).
+    pub total: u64,
+    /// Time the hypervisor ran something else while this machine wanted to run.
+    pub steal: u64,
+}
+
+/// Reads the machine's CPU counters.
+pub fn machine_sample() -> Option<MachineSample> {
+    parse_machine(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+/// The `cpu` line of `/proc/stat`: user nice system idle iowait irq softirq steal guest
+/// guest_nice.
+pub fn parse_machine(stat: &str) -> Option<MachineSample> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_ascii_whitespace()
+        .skip(1)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    if v.len() < 8 {
+        return None;
+    }
+    Some(MachineSample {
+        total: v.iter().take(8).sum(),
+        steal: v[7],
+    })
+}
+
+/// Stolen time between two samples, in percent of the machine's CPU time (all cores).
+pub fn steal_percent(a: &MachineSample, b: &MachineSample) -> Option<f64> {
+    let total = b.total.checked_sub(a.total)?;
+    let steal = b.steal.checked_sub(a.steal)?;
+    (total > 0).then(|| steal as f64 / total as f64 * 100.0)
+}
+
 /// Resident set size of `pid` in KiB, from `VmRSS` in `/proc/<pid>/status`.
 pub fn rss_kib(pid: u32) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -81,6 +120,23 @@ mod tests {
                     517 83 0 0 20 0 9 0 123456 1000000 500 18446744073709551615";
         assert_eq!(parse_stat_ticks(stat), Some(600));
         assert_eq!(parse_stat_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn machine_steal() {
+        let a = "cpu  100 0 50 800 10 5 5 30 0 0\ncpu0 50 0 25 400 5 2 3 15 0 0\n";
+        let b = "cpu  150 0 70 900 10 5 5 90 0 0\n";
+        let (a, b) = (parse_machine(a).unwrap(), parse_machine(b).unwrap());
+        assert_eq!(
+            a,
+            MachineSample {
+                total: 1000,
+                steal: 30
+            }
+        );
+        assert_eq!(steal_percent(&a, &b), Some(60.0 / 230.0 * 100.0));
+        assert_eq!(parse_machine("cpu 1 2 3\n"), None);
+        assert!(machine_sample().is_some());
     }
 
     #[test]
