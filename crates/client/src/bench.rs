@@ -857,7 +857,6 @@ fn ns_between(a: Instant, b: Instant) -> u64 {
 }
 
 /// Exact percentiles of set-up latencies (nearest rank).
-
 fn latency_summary(ns: &mut [u64]) -> LatencySummary {
     if ns.is_empty() {
         return LatencySummary::default();
