@@ -157,7 +157,7 @@ fn main() -> Result<()> {
                     c
                 }
             };
-            serve_runtime()?.block_on(serve(config))
+            runtime()?.block_on(serve(config))
         }
         Command::Call {
             uri,
@@ -249,22 +249,16 @@ fn print_report<R: std::fmt::Display + serde::Serialize>(report: &R, json: bool)
     Ok(())
 }
 
-/// The server's control plane (SIP, MRCPv2 connections, HTTP) runs on one thread. Its work
-/// is many small hand-offs — a control connection's message to the SIP/MRCP shell, the
-/// shell's answer to the connection's writer — and on a multi-thread runtime each is a wake-up
-/// of another worker: at 1,000 MRCP sessions/s that cost a fifth of the CPU in context
-/// switches and put p99 set-up above 500 ms, against 11 ms here (docs/BENCHMARKS.md). Media
-/// runs on the pacing threads and file decoding and text-to-speech on the blocking pool, so
-/// nothing slow shares this thread.
-fn serve_runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")
-}
-
+/// One thread for the async side of every command. The server's control plane (SIP,
+/// MRCPv2 connections, HTTP) and the bench's are many small hand-offs — a control
+/// connection's message to the SIP/MRCP shell, the shell's answer to the connection's writer —
+/// and on a multi-thread runtime each is a wake-up of another worker: at 1,000 MRCP
+/// sessions/s that cost a fifth of the server's CPU in context switches and put p99 set-up
+/// above 500 ms, against 11 ms here; the bench itself needs a sixth less CPU
+/// (docs/BENCHMARKS.md). Media runs on the pacing and receiver threads, file decoding and
+/// text-to-speech on the blocking pool, so nothing slow shares this thread.
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")
