@@ -6,6 +6,7 @@ mod support;
 use serde_json::Value;
 use std::process::Command;
 use std::time::Duration;
+use support::mrcp::fds_and_threads;
 use support::{run_with_timeout, start_server, tone, write_wav};
 
 /// Runs `imss bench --mrcp --json` against `server` and returns the report.
@@ -23,15 +24,6 @@ fn bench(server: &support::Server, calls: usize, rate: f64, seconds: f64, speak:
         "bench failed\nstdout:\n{out}\nstderr:\n{err}"
     );
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("report is not JSON ({e}):\n{out}"))
-}
-
-/// Open descriptors and threads of a process.
-fn fds_and_threads(pid: u32) -> (usize, usize) {
-    let count = |dir: String| std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
-    (
-        count(format!("/proc/{pid}/fd")),
-        count(format!("/proc/{pid}/task")),
-    )
 }
 
 fn u(v: &Value, path: &[&str]) -> u64 {

@@ -11,6 +11,7 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::mrcp::{mrcp_request, read_until};
 use support::*;
 use tokio_rustls::rustls;
 
@@ -156,23 +157,6 @@ fn connect_tls(
     rustls::StreamOwned::new(conn, tcp)
 }
 
-/// An MRCPv2 request with a correct message-length.
-fn mrcp_request(channel: &str, method: &str, request_id: u32, extra: &str, body: &str) -> Vec<u8> {
-    let rest = format!(
-        " {method} {request_id}\r\nChannel-Identifier: {channel}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let mut len = "MRCP/2.0 ".len() + rest.len();
-    loop {
-        let total = "MRCP/2.0 ".len() + len.to_string().len() + rest.len();
-        if total == len {
-            break;
-        }
-        len = total;
-    }
-    format!("MRCP/2.0 {len}{rest}").into_bytes()
-}
-
 fn speak(channel: &str, request_id: u32) -> Vec<u8> {
     mrcp_request(
         channel,
@@ -181,41 +165,6 @@ fn speak(channel: &str, request_id: u32) -> Vec<u8> {
         "Content-Type: text/uri-list\r\n",
         "tone.wav\r\n",
     )
-}
-
-/// Reads MRCP messages from `stream` until one whose start line contains `want`.
-fn read_until(stream: &mut impl Read, buf: &mut Vec<u8>, want: &str, limit: Duration) -> String {
-    let end = Instant::now() + limit;
-    loop {
-        while let Some(msg) = take_message(buf) {
-            if msg.lines().next().unwrap_or_default().contains(want) {
-                return msg;
-            }
-        }
-        assert!(
-            Instant::now() < end,
-            "no MRCP message with {want:?}; have {:?}",
-            String::from_utf8_lossy(buf)
-        );
-        let mut chunk = [0u8; 4096];
-        match stream.read(&mut chunk) {
-            Ok(0) => panic!("connection closed while waiting for {want:?}"),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(e) => panic!("read: {e}"),
-        }
-    }
-}
-
-fn take_message(buf: &mut Vec<u8>) -> Option<String> {
-    let text = String::from_utf8_lossy(buf).to_string();
-    let len: usize = text.split(' ').nth(1)?.parse().ok()?;
-    if buf.len() < len {
-        return None;
-    }
-    let msg = String::from_utf8_lossy(&buf[..len]).to_string();
-    buf.drain(..len);
-    Some(msg)
 }
 
 /// G.711 μ-law decoding (ITU-T), independent of the server's code.

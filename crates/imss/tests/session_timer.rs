@@ -7,6 +7,7 @@ mod support;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
+use support::mrcp::mrcp_request;
 use support::*;
 
 const MOH: &str = "sip.min_se_s = 1\n[[external_audio]]\nname = \"moh\"\nkind = \"tone\"\n";
@@ -479,23 +480,6 @@ fn mrcp_offer(port: u16) -> String {
     format!(
         "v=0\r\no=client 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=application 9 TCP/MRCPv2 1\r\na=setup:active\r\na=connection:new\r\na=resource:speechsynth\r\na=cmid:1\r\nm=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=recvonly\r\na=mid:1\r\n"
     )
-}
-
-/// A body-less MRCPv2 request with a correct message-length.
-fn mrcp_request(channel: &str, method: &str, request_id: u32, extra: &str, body: &str) -> Vec<u8> {
-    let rest = format!(
-        " {method} {request_id}\r\nChannel-Identifier: {channel}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let mut len = "MRCP/2.0 ".len() + rest.len();
-    loop {
-        let total = "MRCP/2.0 ".len() + len.to_string().len() + rest.len();
-        if total == len {
-            break;
-        }
-        len = total;
-    }
-    format!("MRCP/2.0 {len}{rest}").into_bytes()
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! directory, and the real peers (sipp, ffmpeg, sox) the tests talk to it with.
 #![allow(dead_code)]
 
+pub mod mrcp;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
