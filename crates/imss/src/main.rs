@@ -136,6 +136,9 @@ fn main() -> Result<()> {
     match cli.command {
         Command::CheckConfig { file } => {
             let config = Config::load(&file)?;
+            for warning in config.warnings() {
+                eprintln!("{}: warning: {warning}", file.display());
+            }
             println!(
                 "{}: ok ({} live source{})",
                 file.display(),

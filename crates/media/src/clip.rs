@@ -70,6 +70,14 @@ impl Clip {
         }
     }
 
+    /// The clip's audio as linear samples (its μ-law codes expanded), without the padding.
+    pub fn to_pcm(&self) -> Vec<f32> {
+        self.ulaw[..self.content]
+            .iter()
+            .map(|&b| f32::from(g711::ulaw_decode(b)) / 32768.0)
+            .collect()
+    }
+
     /// Playing time, including the padding.
     pub fn duration(&self) -> Duration {
         duration_of(self.samples() as u64)

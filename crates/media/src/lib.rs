@@ -1,34 +1,64 @@
 //! Audio for imss's media plane: decoding files, resampling to 8 kHz, G.711 companding,
-//! immutable decoded clips and their byte-bounded cache, live broadcast rings, and the
-//! per-stream playout cursor that pacing threads drive.
+//! immutable decoded clips and their byte-bounded cache, live broadcast rings with their
+//! per-source processing (loudness, band-pass, limiter, chimes), and the per-stream playout
+//! cursor that pacing threads drive.
 //!
 //! This crate owns samples, not sockets: it never opens a network connection, never
 //! touches RTP headers and never reads the clock on behalf of a caller (the pacing
 //! thread passes the packet's due time to [`Playout::fill`]). The only threads it starts
 //! are the producers of [`LiveSource`]s and their file loaders.
 //!
-//! Decoding is symphonia's job and resampling rubato's. Hand-written here, because they
-//! are the product's hot path or its own semantics:
+//! Decoding is symphonia's job, resampling rubato's and loudness measurement (EBU R128)
+//! ebur128's. Hand-written here, because they are the product's hot path or its own
+//! semantics:
 //! - [`g711`]: a few integer operations per sample, bit-exact with ITU-T G.711 as the
 //!   telephony stacks implement it, with no table to initialise and nothing to allocate;
 //! - [`LiveRing`]: a single-producer, many-reader seqlock ring of 10 ms blocks, read
 //!   without locks or allocation by any number of pacing threads;
-//! - [`Playout`]: the play-plan cursor (items, repeat, gap, limit) of RFC 4240 and MRCP.
+//! - [`Playout`]: the play-plan cursor (items, repeat, gap, limit) of RFC 4240 and MRCP;
+//! - [`ProcessedFeed`]'s stages: four biquads (the telephone band-pass), a look-ahead peak
+//!   limiter and the normaliser's gain control. They run on every 10 ms block of a live
+//!   source and are a few dozen lines with fixed coefficients; a filter crate (e.g.
+//!   `biquad`) would bring the same cookbook formulas and nothing else, and the limiter's
+//!   guarantee (no sample over the ceiling) is easier to check in code we own.
+//!
+//! Live upstreams (internet radio, a program's output) are decoded as their bytes arrive
+//! ([`decode_stream`], [`decode_pcm_stream`]) by a worker the caller runs, and played
+//! through an [`UpstreamFeed`] that covers stalls and failures with a fallback. Opus, which
+//! symphonia demuxes from Ogg but cannot decode, is decoded by `opus-decoder`: a pure-Rust
+//! port of the reference decoder that passes the RFC 8251 conformance vectors and decodes
+//! at 8 kHz natively, so the build needs no libopus and no C compiler. The header of a
+//! WAV stream from a pipe is read here (a dozen lines) because piped WAV carries a
+//! placeholder length that file readers take at its word.
 
+mod chime;
 mod clip;
 mod decode;
 mod error;
 pub mod g711;
 mod live;
+mod loudness;
 mod playout;
 mod resample;
+mod stream;
+mod upstream;
 
+pub use chime::ChimeFeed;
 pub use clip::{Clip, ClipCache};
 pub use decode::{MAX_DURATION, Pcm, decode_bytes, decode_file};
 pub use error::MediaError;
 pub use live::{LEAD, LiveBlock, LiveFeed, LiveRing, LiveSource, LiveSpec};
+pub use loudness::{DEFAULT_CEILING_DBFS, DEFAULT_TARGET_LUFS, ProcessedFeed, Processing};
 pub use playout::{Fill, PlayItem, Playout, Repeat};
 pub use resample::{Resampler8k, resample_to_8k};
+pub use stream::{
+    PcmFormat, StreamContainer, StreamEnd, StreamError, StreamInfo, decode_pcm_stream,
+    decode_stream,
+};
+pub use upstream::{
+    DEFAULT_PREBUFFER, DEFAULT_STALL, Fallback, Overflow, SourceState, Upstream, UpstreamFeed,
+    UpstreamSettings, UpstreamStatus, UpstreamWriter, WatchedRead,
+};
 
 use std::time::Duration;
 

@@ -125,8 +125,9 @@ impl LiveRing {
         true
     }
 
-    /// Stores one block. Only the ring's single producer calls this.
-    pub(crate) fn write(&self, block: u64, audio: &LiveBlock) {
+    /// Stores one block (encoding it if needed). Only the ring's single producer calls this.
+    pub(crate) fn write(&self, block: u64, audio: &mut LiveBlock) {
+        audio.encode();
         let slot = (block as usize) & (RING_BLOCKS - 1);
         self.seq[slot].store(0, Ordering::Relaxed);
         fence(Ordering::Release);
@@ -157,28 +158,94 @@ impl std::fmt::Debug for LiveRing {
     }
 }
 
-/// 10 ms of live audio in both laws, as a [`LiveFeed`] produces it.
+/// 10 ms of live audio: the linear samples a [`LiveFeed`] writes, and their G.711 codes in
+/// both laws, which the producer makes once per block for every listener.
+///
+/// Feeds write linear samples ([`set_pcm`](LiveBlock::set_pcm),
+/// [`pcm_mut`](LiveBlock::pcm_mut)), so that processing wrapped around a feed (gain,
+/// loudness, filters, see [`ProcessedFeed`](crate::ProcessedFeed)) sees them; a feed that
+/// has G.711 codes already (a decoded clip) copies them with
+/// [`copy_g711`](LiveBlock::copy_g711), which keeps the codes as they are unless something
+/// changes the samples afterwards.
 #[derive(Clone, Debug)]
 pub struct LiveBlock {
-    /// μ-law bytes.
-    pub ulaw: [u8; BLOCK_SAMPLES],
-    /// A-law bytes.
-    pub alaw: [u8; BLOCK_SAMPLES],
+    /// Linear samples, full scale ±1.0.
+    pcm: [f32; BLOCK_SAMPLES],
+    /// μ-law codes of `pcm`, once `encoded`.
+    ulaw: [u8; BLOCK_SAMPLES],
+    /// A-law codes of `pcm`, once `encoded`.
+    alaw: [u8; BLOCK_SAMPLES],
+    /// `ulaw` and `alaw` are the codes of `pcm`.
+    encoded: bool,
 }
 
 impl LiveBlock {
     /// A block of silence.
     pub fn silence() -> LiveBlock {
         LiveBlock {
+            pcm: [0.0; BLOCK_SAMPLES],
             ulaw: [Law::Pcmu.silence(); BLOCK_SAMPLES],
             alaw: [Law::Pcma.silence(); BLOCK_SAMPLES],
+            encoded: true,
         }
     }
 
-    /// Encodes 80 float samples in both laws.
+    /// Makes the whole block silence.
+    pub fn set_silence(&mut self) {
+        self.fill_silence(0);
+    }
+
+    /// Makes samples `from..` silence, leaving the ones before as they are.
+    pub fn fill_silence(&mut self, from: usize) {
+        self.pcm[from..].fill(0.0);
+        self.ulaw[from..].fill(Law::Pcmu.silence());
+        self.alaw[from..].fill(Law::Pcma.silence());
+    }
+
+    /// Sets the block's 80 linear samples (full scale ±1.0); they are encoded later, once.
     pub fn set_pcm(&mut self, samples: &[f32; BLOCK_SAMPLES]) {
-        g711::encode_f32(Law::Pcmu, samples, &mut self.ulaw);
-        g711::encode_f32(Law::Pcma, samples, &mut self.alaw);
+        self.pcm = *samples;
+        self.encoded = false;
+    }
+
+    /// The block's linear samples.
+    pub fn pcm(&self) -> &[f32; BLOCK_SAMPLES] {
+        &self.pcm
+    }
+
+    /// The block's linear samples, to change in place (the block is encoded again).
+    pub fn pcm_mut(&mut self) -> &mut [f32; BLOCK_SAMPLES] {
+        self.encoded = false;
+        &mut self.pcm
+    }
+
+    /// Copies G.711 codes (of the same audio in both laws, e.g. a [`Clip`]'s) to samples
+    /// `at..at + ulaw.len()`; the linear samples there become the μ-law codes' values.
+    pub fn copy_g711(&mut self, at: usize, ulaw: &[u8], alaw: &[u8]) {
+        let end = at + ulaw.len();
+        self.ulaw[at..end].copy_from_slice(ulaw);
+        self.alaw[at..end].copy_from_slice(alaw);
+        for (x, &code) in self.pcm[at..end].iter_mut().zip(ulaw) {
+            *x = f32::from(g711::ulaw_decode(code)) / 32768.0;
+        }
+    }
+
+    /// Encodes the linear samples in both laws unless the codes are current.
+    pub fn encode(&mut self) {
+        if !self.encoded {
+            g711::encode_f32(Law::Pcmu, &self.pcm, &mut self.ulaw);
+            g711::encode_f32(Law::Pcma, &self.pcm, &mut self.alaw);
+            self.encoded = true;
+        }
+    }
+
+    /// The block's codes in `law` (encoding first if the samples changed).
+    pub fn g711(&mut self, law: Law) -> &[u8; BLOCK_SAMPLES] {
+        self.encode();
+        match law {
+            Law::Pcmu => &self.ulaw,
+            Law::Pcma => &self.alaw,
+        }
     }
 }
 
@@ -210,26 +277,20 @@ pub enum LiveSpec {
     Silence,
 }
 
-/// A running live source: a std thread decoding/encoding once into its ring. Stops on drop.
-pub struct LiveSource {
-    ring: Arc<LiveRing>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl LiveSource {
-    /// Starts the producer of `spec`. Returns once the ring is readable at the current
-    /// position (a playlist plays silence until its first file is decoded).
-    pub fn spawn(
+impl LiveSpec {
+    /// The feed that plays this spec, for [`LiveSource::spawn_feed`] — possibly wrapped
+    /// first (e.g. in a [`ProcessedFeed`](crate::ProcessedFeed)). `name` names the source in
+    /// errors and logs.
+    pub fn into_feed(
+        self,
         name: &str,
-        spec: LiveSpec,
         cache: Arc<ClipCache>,
-    ) -> Result<LiveSource, MediaError> {
+    ) -> Result<Box<dyn LiveFeed>, MediaError> {
         let invalid = |detail: String| MediaError::InvalidSource {
             name: name.to_string(),
             detail,
         };
-        let feed: Box<dyn LiveFeed> = match spec {
+        Ok(match self {
             LiveSpec::Tone {
                 frequency_hz,
                 level_dbfs,
@@ -253,8 +314,26 @@ impl LiveSource {
                 }
                 Box::new(PlaylistFeed::start(name, files, shuffle, cache)?)
             }
-        };
-        LiveSource::spawn_feed(name, feed)
+        })
+    }
+}
+
+/// A running live source: a std thread decoding/encoding once into its ring. Stops on drop.
+pub struct LiveSource {
+    ring: Arc<LiveRing>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl LiveSource {
+    /// Starts the producer of `spec`. Returns once the ring is readable at the current
+    /// position (a playlist plays silence until its first file is decoded).
+    pub fn spawn(
+        name: &str,
+        spec: LiveSpec,
+        cache: Arc<ClipCache>,
+    ) -> Result<LiveSource, MediaError> {
+        LiveSource::spawn_feed(name, spec.into_feed(name, cache)?)
     }
 
     /// Starts a producer for any feed (for sources this crate does not decode itself).
@@ -334,7 +413,7 @@ fn produce(ring: &LiveRing, mut feed: Box<dyn LiveFeed>, stop: &AtomicBool, read
         let target = (now + lead).div_ceil(block_samples);
         while next < target {
             feed.next_block(&mut block);
-            ring.write(next, &block);
+            ring.write(next, &mut block);
             next += 1;
             ring.head.store(next * block_samples, Ordering::Release);
         }
@@ -357,7 +436,7 @@ struct SilenceFeed;
 
 impl LiveFeed for SilenceFeed {
     fn next_block(&mut self, block: &mut LiveBlock) {
-        *block = LiveBlock::silence();
+        block.set_silence();
     }
 }
 
@@ -540,7 +619,7 @@ impl LiveFeed for PlaylistFeed {
     fn next_block(&mut self, block: &mut LiveBlock) {
         if self.backoff_blocks > 0 {
             self.backoff_blocks -= 1;
-            *block = LiveBlock::silence();
+            block.set_silence();
             return;
         }
         let mut filled = 0;
@@ -549,10 +628,11 @@ impl LiveFeed for PlaylistFeed {
                 let n = (clip.content_samples() - *pos).min(BLOCK_SAMPLES - filled);
                 if n > 0 {
                     let end = *pos + n;
-                    block.ulaw[filled..filled + n]
-                        .copy_from_slice(&clip.bytes(Law::Pcmu)[*pos..end]);
-                    block.alaw[filled..filled + n]
-                        .copy_from_slice(&clip.bytes(Law::Pcma)[*pos..end]);
+                    block.copy_g711(
+                        filled,
+                        &clip.bytes(Law::Pcmu)[*pos..end],
+                        &clip.bytes(Law::Pcma)[*pos..end],
+                    );
                     *pos = end;
                     filled += n;
                     continue;
@@ -566,8 +646,7 @@ impl LiveFeed for PlaylistFeed {
                     self.request_following();
                 }
                 None => {
-                    block.ulaw[filled..].fill(Law::Pcmu.silence());
-                    block.alaw[filled..].fill(Law::Pcma.silence());
+                    block.fill_silence(filled);
                     filled = BLOCK_SAMPLES;
                 }
             }
@@ -601,7 +680,7 @@ mod tests {
     fn reads_across_blocks_at_any_offset() {
         let ring = LiveRing::new("test");
         for b in 0..10 {
-            ring.write(b, &marked(b));
+            ring.write(b, &mut marked(b));
         }
         for law in [Law::Pcmu, Law::Pcma] {
             for (pos, len) in [(0, 80), (37, 160), (79, 2), (1, 480), (320, 1), (5, 0)] {
@@ -624,7 +703,7 @@ mod tests {
         assert!(!ring.read(Law::Pcma, 799, &mut out[..2]));
         assert!(out[..2].iter().all(|&b| b == 0xD5));
         // Overwritten: block 512 shares block 0's slot.
-        ring.write(RING_BLOCKS as u64, &marked(RING_BLOCKS as u64));
+        ring.write(RING_BLOCKS as u64, &mut marked(RING_BLOCKS as u64));
         assert!(!ring.read(Law::Pcmu, 0, &mut out));
         assert!(ring.read(Law::Pcmu, RING_BLOCKS as u64 * 80, &mut out[..80]));
     }
@@ -654,7 +733,7 @@ mod tests {
             std::thread::spawn(move || {
                 let mut b = 0;
                 while !stop.load(Ordering::Relaxed) {
-                    ring.write(b, &marked(b));
+                    ring.write(b, &mut marked(b));
                     b += 1;
                     head.store(b, Ordering::Release);
                 }
@@ -810,7 +889,7 @@ mod tests {
         let mut runs: Vec<(u8, usize)> = Vec::new();
         for _ in 0..blocks {
             feed.next_block(&mut block);
-            for &b in &block.ulaw {
+            for &b in block.g711(Law::Pcmu) {
                 if b == 0xFF {
                     continue;
                 }

@@ -748,7 +748,7 @@ mod tests {
             let pcm: [f32; 80] =
                 std::array::from_fn(|i| ((b * 80 + i as u64) % 200) as f32 / 256.0 - 0.4);
             block.set_pcm(&pcm);
-            ring.write(b, &block);
+            ring.write(b, &mut block);
         }
         Arc::new(ring)
     }

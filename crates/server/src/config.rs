@@ -24,6 +24,8 @@ pub struct Config {
     pub http: Http,
     /// Audio files served by `play=` and SPEAK.
     pub audio: Audio,
+    /// Audio fetched over HTTP(S) for requests (SPEAK URIs, RFC 4240 `play=`).
+    pub http_audio: HttpAudio,
     /// Named live sources (music on hold).
     pub external_audio: Vec<ExternalAudio>,
     /// Voicemail mail server settings.
@@ -196,6 +198,54 @@ pub struct Audio {
     pub cache_mib: Option<usize>,
 }
 
+/// `[http_audio]`: `http://` and `https://` URIs in SPEAK bodies and RFC 4240 `play=`,
+/// fetched, decoded once and cached on disk and in memory (see `docs/HTTP-AUDIO.md`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpAudio {
+    /// Hosts audio may be fetched from: a name or IP address (`audio.example.com`,
+    /// `192.0.2.7`, `::1`), `*.example.com` for any name below `example.com`, or `*` for any
+    /// host (the default). The port does not matter. Checked again at every redirect. An
+    /// empty list turns HTTP audio off.
+    pub allow_hosts: Vec<String>,
+    /// How long one fetch may take, connection, redirects and body together, in
+    /// milliseconds, when the request does not say (MRCP `Fetch-Timeout` does).
+    pub fetch_timeout_ms: u64,
+    /// Largest audio file fetched, in MiB: a longer `Content-Length`, or a body that grows
+    /// past it, is refused at once without reading the rest.
+    pub max_file_mib: u64,
+    /// Bound of the fetched files kept on disk, in MiB; the least recently used go first.
+    pub disk_cache_mib: u64,
+    /// Bound of the decoded clips of fetched files kept in memory, in MiB.
+    pub memory_cache_mib: u64,
+    /// Most redirects followed by one fetch.
+    pub max_redirects: u32,
+    /// Folder of the disk cache; default `<data_dir>/cache/http`.
+    pub cache_dir: Option<PathBuf>,
+    /// PEM file of CA certificates to trust for `https://` instead of the built-in Mozilla
+    /// roots (servers with a private CA). Certificates are always verified.
+    pub ca_file: Option<PathBuf>,
+    /// Proxy for every fetch (`http://host:port`, `socks5://host:port`). Absent: direct
+    /// connections; the environment's proxy variables are not read.
+    pub proxy: Option<String>,
+}
+
+impl Default for HttpAudio {
+    fn default() -> Self {
+        Self {
+            allow_hosts: vec!["*".into()],
+            fetch_timeout_ms: 10_000,
+            max_file_mib: 50,
+            disk_cache_mib: 1024,
+            memory_cache_mib: 128,
+            max_redirects: 5,
+            cache_dir: None,
+            ca_file: None,
+            proxy: None,
+        }
+    }
+}
+
 /// What feeds a named live source.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -244,6 +294,299 @@ pub struct ExternalAudio {
     /// What listeners hear while the source is down: `tone`, `silence` or a source name.
     #[serde(default)]
     pub fallback: Option<String>,
+    /// Fixed gain applied to the source, in dB (−40…+40; default 0). For a source that is
+    /// not normalised: with `normalize = true` the level is `target_lufs`'s to set.
+    #[serde(default)]
+    pub gain_db: Option<f64>,
+    /// Bring the source to `target_lufs` (EBU R128 loudness, measured once in the source's
+    /// producer), with a gain that adapts over a few seconds and holds through pauses.
+    #[serde(default)]
+    pub normalize: bool,
+    /// Loudness `normalize` aims at, in LUFS (−40…−6); default −21, about −15 dBm0 (the
+    /// conventional mean level of a telephone signal). Needs `normalize = true`.
+    #[serde(default)]
+    pub target_lufs: Option<f64>,
+    /// Filter the source to the telephone band, 300–3,400 Hz, so that bass a phone cannot
+    /// reproduce takes up no level.
+    #[serde(default)]
+    pub band_pass: bool,
+    /// Ceiling of the source's peak limiter, in dBFS (−20…0); default −1. The limiter runs on
+    /// every processed source (with `gain_db`, `normalize` or `band_pass`), and on any other
+    /// when this is set.
+    #[serde(default)]
+    pub limiter_ceiling_dbfs: Option<f64>,
+    /// A file each new listener hears before joining the source, e.g. "thank you for
+    /// calling, please hold": a path relative to the audio root, or `file:///…` inside it.
+    /// Processed like the source (normalised with one static gain). A missing file is a
+    /// warning at start-up, and callers then join the source at once.
+    #[serde(default)]
+    pub announcement: Option<String>,
+    /// A file that replaces the source's audio every `chime_every_s`, heard by every
+    /// listener at the same moment ("your call is important to us"); a path as for
+    /// `announcement`, and processed the same way.
+    #[serde(default)]
+    pub chime: Option<String>,
+    /// Seconds from the start of one chime to the next (1…3600); default 60. Needs `chime`.
+    #[serde(default)]
+    pub chime_every_s: Option<u32>,
+    // Upstream keys of `kind = "http"` and `kind = "command"` (see docs/SOURCES.md).
+    /// Audio buffered before an `http` or `command` source is heard, at the start and after
+    /// every interruption, so that a recovering upstream does not stutter; milliseconds
+    /// (0…10,000), default 1,000.
+    #[serde(default)]
+    pub prebuffer_ms: Option<u32>,
+    /// An `http` or `command` source that delivers nothing for this long is stalled:
+    /// listeners get the fallback by then, and the connection is dropped (the program
+    /// killed) and made again; milliseconds (500…60,000), default 2,000.
+    #[serde(default)]
+    pub stall_ms: Option<u32>,
+    /// First wait before reconnecting an `http` source or restarting a `command`, in
+    /// milliseconds (50…60,000); default 500. Each failed attempt doubles it, up to
+    /// `reconnect_max_ms`; every wait is drawn at random from its upper half (jitter), and
+    /// a connection that delivered audio for 10 s starts again from this.
+    #[serde(default)]
+    pub reconnect_min_ms: Option<u32>,
+    /// Longest wait between reconnections, in milliseconds (at least `reconnect_min_ms`, at
+    /// most 3,600,000); default 30,000.
+    #[serde(default)]
+    pub reconnect_max_ms: Option<u32>,
+    /// `kind = "command"`: what the program writes to its stdout: `"s16le"` (raw signed
+    /// 16-bit little-endian PCM, the default) or `"wav"` (a WAV header, then PCM).
+    #[serde(default)]
+    pub format: Option<CommandFormat>,
+    /// `kind = "command"` with `format = "s16le"`: the sample rate in Hz (4,000…192,000);
+    /// default 8,000.
+    #[serde(default)]
+    pub sample_rate: Option<u32>,
+    /// `kind = "command"` with `format = "s16le"`: interleaved channels, mixed to mono
+    /// (1…8); default 1.
+    #[serde(default)]
+    pub channels: Option<u16>,
+}
+
+/// What a `kind = "command"` source's program writes to its stdout.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CommandFormat {
+    /// Raw signed 16-bit little-endian PCM at `sample_rate` with `channels`.
+    S16le,
+    /// A WAV header (its length field ignored), then its PCM.
+    Wav,
+}
+
+impl ExternalAudio {
+    /// A source called `name` of `kind` with every optional key left out.
+    pub fn new(name: &str, kind: SourceKind) -> ExternalAudio {
+        ExternalAudio {
+            name: name.into(),
+            kind,
+            url: None,
+            path: None,
+            files: None,
+            shuffle: false,
+            frequency_hz: None,
+            level_dbfs: None,
+            command: None,
+            fallback: None,
+            gain_db: None,
+            normalize: false,
+            target_lufs: None,
+            band_pass: false,
+            limiter_ceiling_dbfs: None,
+            announcement: None,
+            chime: None,
+            chime_every_s: None,
+            prebuffer_ms: None,
+            stall_ms: None,
+            reconnect_min_ms: None,
+            reconnect_max_ms: None,
+            format: None,
+            sample_rate: None,
+            channels: None,
+        }
+    }
+
+    /// `prebuffer_ms` when not given.
+    pub const DEFAULT_PREBUFFER_MS: u32 = 1000;
+    /// `stall_ms` when not given.
+    pub const DEFAULT_STALL_MS: u32 = 2000;
+    /// `reconnect_min_ms` when not given.
+    pub const DEFAULT_RECONNECT_MIN_MS: u32 = 500;
+    /// `reconnect_max_ms` when not given.
+    pub const DEFAULT_RECONNECT_MAX_MS: u32 = 30_000;
+
+    /// The keys of `http` and `command` sources: ranges, the URL and the command line
+    /// usable, and no upstream key on a source of another kind.
+    fn validate_upstream(&self, i: usize) -> Result<(), ConfigError> {
+        let invalid = |field: &str, message: String| ConfigError::Invalid {
+            key: format!("external_audio[{i}].{field}"),
+            message,
+        };
+        let upstream = matches!(self.kind, SourceKind::Http | SourceKind::Command);
+        for (field, value, min, max) in [
+            ("prebuffer_ms", self.prebuffer_ms, 0, 10_000),
+            ("stall_ms", self.stall_ms, 500, 60_000),
+            ("reconnect_min_ms", self.reconnect_min_ms, 50, 60_000),
+            ("reconnect_max_ms", self.reconnect_max_ms, 50, 3_600_000),
+        ] {
+            let Some(v) = value else { continue };
+            if !upstream {
+                return Err(invalid(
+                    field,
+                    "only applies to kind = \"http\" and kind = \"command\"".into(),
+                ));
+            }
+            if !(min..=max).contains(&v) {
+                return Err(invalid(field, format!("{v} ms is outside {min}…{max} ms")));
+            }
+        }
+        let min = self
+            .reconnect_min_ms
+            .unwrap_or(Self::DEFAULT_RECONNECT_MIN_MS);
+        let max = self
+            .reconnect_max_ms
+            .unwrap_or(Self::DEFAULT_RECONNECT_MAX_MS);
+        if max < min {
+            let field = if self.reconnect_max_ms.is_some() {
+                "reconnect_max_ms"
+            } else {
+                "reconnect_min_ms"
+            };
+            return Err(invalid(
+                field,
+                format!("reconnect_max_ms ({max} ms) is below reconnect_min_ms ({min} ms)"),
+            ));
+        }
+        let command = self.kind == SourceKind::Command;
+        for (field, given) in [
+            ("format", self.format.is_some()),
+            ("sample_rate", self.sample_rate.is_some()),
+            ("channels", self.channels.is_some()),
+        ] {
+            if given && !command {
+                return Err(invalid(field, "only applies to kind = \"command\"".into()));
+            }
+        }
+        if self.format == Some(CommandFormat::Wav) {
+            for (field, given) in [
+                ("sample_rate", self.sample_rate.is_some()),
+                ("channels", self.channels.is_some()),
+            ] {
+                if given {
+                    return Err(invalid(
+                        field,
+                        "comes from the WAV header with format = \"wav\"; remove it".into(),
+                    ));
+                }
+            }
+        }
+        if let Some(rate) = self.sample_rate
+            && !(4000..=192_000).contains(&rate)
+        {
+            return Err(invalid(
+                "sample_rate",
+                format!("{rate} Hz is outside 4,000…192,000 Hz"),
+            ));
+        }
+        if let Some(channels) = self.channels
+            && !(1..=8).contains(&channels)
+        {
+            return Err(invalid("channels", format!("{channels} is outside 1…8")));
+        }
+        if self.kind == SourceKind::Http
+            && let Some(url) = &self.url
+        {
+            match url::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                Ok(_) => {
+                    return Err(invalid(
+                        "url",
+                        format!("{url:?} is not an http:// or https:// URL"),
+                    ));
+                }
+                Err(e) => return Err(invalid("url", format!("{url:?}: {e}"))),
+            }
+        }
+        if command && let Some(line) = &self.command {
+            match shlex::split(line) {
+                Some(argv) if !argv.is_empty() => {}
+                Some(_) => return Err(invalid("command", "is empty".into())),
+                None => {
+                    return Err(invalid(
+                        "command",
+                        format!("{line:?} has an unclosed quote or a trailing backslash"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Seconds between chimes when `chime_every_s` is not given.
+    pub const DEFAULT_CHIME_EVERY_S: u32 = 60;
+
+    /// The loudness and announcement keys: ranges, and keys that need one another.
+    fn validate_loudness(&self, i: usize) -> Result<(), ConfigError> {
+        let invalid = |field: &str, message: String| ConfigError::Invalid {
+            key: format!("external_audio[{i}].{field}"),
+            message,
+        };
+        for (field, value, min, max, unit) in [
+            ("gain_db", self.gain_db, -40.0, 40.0, "dB"),
+            ("target_lufs", self.target_lufs, -40.0, -6.0, "LUFS"),
+            (
+                "limiter_ceiling_dbfs",
+                self.limiter_ceiling_dbfs,
+                -20.0,
+                0.0,
+                "dBFS",
+            ),
+        ] {
+            if let Some(v) = value
+                && !(min..=max).contains(&v)
+            {
+                return Err(invalid(
+                    field,
+                    format!("{v} {unit} is outside {min}…{max} {unit}"),
+                ));
+            }
+        }
+        if self.normalize && self.gain_db.is_some() {
+            return Err(invalid(
+                "gain_db",
+                "a normalised source's level is set by target_lufs; remove gain_db".into(),
+            ));
+        }
+        if self.target_lufs.is_some() && !self.normalize {
+            return Err(invalid(
+                "target_lufs",
+                "has no effect without normalize = true".into(),
+            ));
+        }
+        for (field, file) in [("announcement", &self.announcement), ("chime", &self.chime)] {
+            if let Some(file) = file
+                && (file.trim().is_empty()
+                    || (file.contains("://") && !file.starts_with("file://"))
+                    || file.starts_with("source:"))
+            {
+                return Err(invalid(
+                    field,
+                    format!("{file:?} must name a file under the audio root"),
+                ));
+            }
+        }
+        match (self.chime_every_s, &self.chime) {
+            (Some(_), None) => Err(invalid(
+                "chime_every_s",
+                "has no effect without chime = \"FILE\"".into(),
+            )),
+            (Some(s), Some(_)) if !(1..=3600).contains(&s) => Err(invalid(
+                "chime_every_s",
+                format!("{s} s is outside 1…3600 s"),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// `[mail]`
@@ -323,6 +666,60 @@ pub enum ConfigError {
     },
 }
 
+impl ConfigError {
+    /// The same error with the line of its key in `text` (the TOML it was parsed from), when
+    /// the key is written there, or else the line of its table.
+    fn at_line_in(self, text: &str) -> ConfigError {
+        match self {
+            ConfigError::Invalid { key, message } => match line_of_key(text, &key) {
+                Some(line) => ConfigError::Invalid {
+                    message: format!("{message} (line {line})"),
+                    key,
+                },
+                None => ConfigError::Invalid { key, message },
+            },
+            other => other,
+        }
+    }
+}
+
+/// The 1-based line of a dotted key such as `rtp.port_min`, `external_audio[2].gain_db` or
+/// `http_audio.allow_hosts[0]` in TOML `text`; the line of its table when the key itself is
+/// not written. Reads `[table]` and `[[array]]` headers and `key = …` lines, which is how
+/// configuration files are written; `None` for anything else.
+fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    let (table, field) = key.rsplit_once('.')?;
+    let field = field.split('[').next().unwrap_or(field);
+    let (table, index) = match table.split_once('[') {
+        Some((name, rest)) => (name, rest.strip_suffix(']')?.parse::<usize>().ok()?),
+        None => (table, 0),
+    };
+    let mut header_line = None;
+    let mut seen = 0usize;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            if header_line.is_some() {
+                break;
+            }
+            let name = line.trim_start_matches('[').split(']').next();
+            let name = name.unwrap_or("").trim();
+            if name == table {
+                if seen == index {
+                    header_line = Some(n + 1);
+                }
+                seen += 1;
+            }
+        } else if header_line.is_some()
+            && let Some(rest) = line.strip_prefix(field)
+            && rest.trim_start().starts_with('=')
+        {
+            return Some(n + 1);
+        }
+    }
+    header_line
+}
+
 const FUNCTIONS: [&str; 3] = ["streaming", "voicemail", "tts"];
 
 impl Config {
@@ -332,28 +729,13 @@ impl Config {
         let mut c = Config::default();
         c.general.data_dir = data_dir.to_path_buf();
         c.external_audio.push(ExternalAudio {
-            name: "moh".into(),
-            kind: SourceKind::Playlist,
-            url: None,
             path: Some(PathBuf::from("moh")),
-            files: None,
-            shuffle: false,
-            frequency_hz: None,
-            level_dbfs: None,
-            command: None,
             fallback: Some("tone".into()),
+            ..ExternalAudio::new("moh", SourceKind::Playlist)
         });
         c.external_audio.push(ExternalAudio {
-            name: "beep".into(),
-            kind: SourceKind::Tone,
-            url: None,
-            path: None,
-            files: None,
-            shuffle: false,
             frequency_hz: Some(440.0),
-            level_dbfs: None,
-            command: None,
-            fallback: None,
+            ..ExternalAudio::new("beep", SourceKind::Tone)
         });
         c
     }
@@ -364,8 +746,28 @@ impl Config {
             path: origin.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
         })?;
-        config.validate()?;
+        config.validate().map_err(|e| e.at_line_in(text))?;
         Ok(config)
+    }
+
+    /// What can run but probably not as meant: announcement and chime files that are not
+    /// under the audio root now. One line each, naming the key.
+    pub fn warnings(&self) -> Vec<String> {
+        let root = self.audio_root();
+        let mut warnings = Vec::new();
+        for (i, s) in self.external_audio.iter().enumerate() {
+            for (field, file) in [("announcement", &s.announcement), ("chime", &s.chime)] {
+                if let Some(file) = file
+                    && let Err(e) = crate::audio_root::resolve(&root, file)
+                {
+                    warnings.push(format!(
+                        "external_audio[{i}].{field}: {e} (source {:?} plays without it)",
+                        s.name
+                    ));
+                }
+            }
+        }
+        warnings
     }
 
     /// Reads, parses and validates a config file.
@@ -424,6 +826,7 @@ impl Config {
         }
         self.validate_session_timers()?;
         self.validate_mrcp_tls()?;
+        self.validate_http_audio()?;
         if let Some(p) = rtp.realtime_priority
             && !(1..=99).contains(&p)
         {
@@ -482,6 +885,8 @@ impl Config {
                 }
                 _ => {}
             }
+            s.validate_loudness(i)?;
+            s.validate_upstream(i)?;
             if let Some(level) = s.level_dbfs
                 && !(-60.0..=0.0).contains(&level)
             {
@@ -503,6 +908,7 @@ impl Config {
                 ));
             }
         }
+        self.validate_fallback_chains()?;
         if let Some(tls) = &self.mail.imap_tls
             && !["implicit", "starttls", "none"].contains(&tls.as_str())
         {
@@ -519,6 +925,43 @@ impl Config {
                 "notifier.url",
                 format!("{:?} must start with nats:// or tls://", n.url),
             ));
+        }
+        Ok(())
+    }
+
+    /// A source's fallback may name another source, whose fallback may name a third: the
+    /// chain must end in `tone`, `silence` or a source without a fallback, not loop back.
+    fn validate_fallback_chains(&self) -> Result<(), ConfigError> {
+        let by_name: std::collections::HashMap<String, &ExternalAudio> = self
+            .external_audio
+            .iter()
+            .map(|s| (s.name.to_ascii_lowercase(), s))
+            .collect();
+        for (i, s) in self.external_audio.iter().enumerate() {
+            let mut chain = vec![s.name.clone()];
+            let mut at = s;
+            while let Some(next) = at
+                .fallback
+                .as_deref()
+                .and_then(|f| by_name.get(&f.to_ascii_lowercase()))
+            {
+                chain.push(next.name.clone());
+                if next.name.eq_ignore_ascii_case(&s.name) {
+                    return Err(ConfigError::Invalid {
+                        key: format!("external_audio[{i}].fallback"),
+                        message: format!(
+                            "the fallbacks loop back to {:?}: {}",
+                            s.name,
+                            chain.join(" → ")
+                        ),
+                    });
+                }
+                if chain.len() > self.external_audio.len() {
+                    // A loop that does not pass through `s`: reported at its own sources.
+                    break;
+                }
+                at = next;
+            }
         }
         Ok(())
     }
@@ -584,6 +1027,67 @@ impl Config {
         crate::tls::server_config(cert, key)
             .map(|_| ())
             .map_err(|e| invalid(e.key(), e.detail()))
+    }
+
+    /// `[http_audio]`: host patterns readable, limits above zero, the CA file and the proxy
+    /// usable.
+    fn validate_http_audio(&self) -> Result<(), ConfigError> {
+        let h = &self.http_audio;
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            key: format!("http_audio.{key}"),
+            message,
+        };
+        for (i, host) in h.allow_hosts.iter().enumerate() {
+            if let Err(why) = crate::fetch::check_host_pattern(host) {
+                return Err(invalid(
+                    &format!("allow_hosts[{i}]"),
+                    format!("{host:?} {why}"),
+                ));
+            }
+        }
+        for (key, value) in [
+            ("fetch_timeout_ms", h.fetch_timeout_ms),
+            ("max_file_mib", h.max_file_mib),
+            ("disk_cache_mib", h.disk_cache_mib),
+            ("memory_cache_mib", h.memory_cache_mib),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1".into()));
+            }
+        }
+        if h.fetch_timeout_ms > 600_000 {
+            return Err(invalid(
+                "fetch_timeout_ms",
+                format!("{} ms is over 10 minutes", h.fetch_timeout_ms),
+            ));
+        }
+        if h.max_file_mib > 4096 {
+            return Err(invalid(
+                "max_file_mib",
+                format!("{} MiB is over 4 GiB", h.max_file_mib),
+            ));
+        }
+        if h.max_redirects > 20 {
+            return Err(invalid(
+                "max_redirects",
+                format!("{} is over 20", h.max_redirects),
+            ));
+        }
+        if let Some(ca) = &h.ca_file {
+            crate::fetch::read_ca_file(ca).map_err(|e| invalid("ca_file", e))?;
+        }
+        if let Some(proxy) = &h.proxy {
+            ureq::Proxy::new(proxy).map_err(|e| invalid("proxy", format!("{proxy:?}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// The folder of the HTTP audio disk cache.
+    pub fn http_cache_dir(&self) -> PathBuf {
+        self.http_audio
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| self.general.data_dir.join("cache").join("http"))
     }
 
     /// The folder `play=` URIs and playlists are resolved against.
@@ -788,6 +1292,268 @@ url = "nats://127.0.0.1:4222"
             .expect_err("a certificate is no key")
             .to_string();
         assert!(msg.starts_with("mrcp.tls_key"), "{msg}");
+    }
+
+    #[test]
+    fn http_audio_keys() {
+        let c = parse(
+            "[http_audio]\nallow_hosts = [\"audio.example\", \"*.cdn.example\", \"::1\"]\nfetch_timeout_ms = 2500\nmax_file_mib = 5\n",
+        )
+        .expect("valid");
+        assert_eq!(c.http_audio.allow_hosts.len(), 3);
+        assert_eq!(c.http_audio.fetch_timeout_ms, 2500);
+        let d = Config::default();
+        assert_eq!(d.http_audio.allow_hosts, vec!["*".to_string()]);
+        assert_eq!(d.http_audio.max_file_mib, 50);
+        assert_eq!(
+            Config::embedded(Path::new("/d")).http_cache_dir(),
+            PathBuf::from("/d/cache/http")
+        );
+        let msg = parse("[http_audio]\nallow_hosts = [\"http://x/\"]\n")
+            .expect_err("scheme")
+            .to_string();
+        assert!(msg.starts_with("http_audio.allow_hosts[0]"), "{msg}");
+        let msg = parse("[http_audio]\nmax_file_mib = 0\n")
+            .expect_err("zero")
+            .to_string();
+        assert!(msg.starts_with("http_audio.max_file_mib"), "{msg}");
+        let msg = parse("[http_audio]\nca_file = \"/nonexistent/ca.pem\"\n")
+            .expect_err("missing CA file")
+            .to_string();
+        assert!(
+            msg.starts_with("http_audio.ca_file") && msg.contains("/nonexistent/ca.pem"),
+            "{msg}"
+        );
+        let msg = parse("[http_audio]\nproxy = \"not a url\"\n")
+            .expect_err("proxy")
+            .to_string();
+        assert!(msg.starts_with("http_audio.proxy"), "{msg}");
+    }
+
+    #[test]
+    fn loudness_and_announcement_keys() {
+        let source = "[[external_audio]]\nname = \"moh\"\nkind = \"tone\"\n";
+        let c = parse(&format!(
+            "{source}normalize = true\ntarget_lufs = -20\nband_pass = true\n\
+             limiter_ceiling_dbfs = -2\nannouncement = \"welcome.wav\"\nchime = \"chime.wav\"\n\
+             chime_every_s = 30\n"
+        ))
+        .expect("valid");
+        let s = &c.external_audio[0];
+        assert!(s.normalize && s.band_pass);
+        assert_eq!(s.target_lufs, Some(-20.0));
+        assert_eq!(s.limiter_ceiling_dbfs, Some(-2.0));
+        assert_eq!(s.announcement.as_deref(), Some("welcome.wav"));
+        assert_eq!(
+            (s.chime.as_deref(), s.chime_every_s),
+            (Some("chime.wav"), Some(30))
+        );
+        parse(&format!("{source}gain_db = -6.5\n")).expect("gain alone");
+        // Ranges and keys that need one another name the key and its line.
+        for (extra, key, line) in [
+            ("gain_db = 41\n", "external_audio[0].gain_db", 4),
+            (
+                "normalize = true\ntarget_lufs = -3\n",
+                "external_audio[0].target_lufs",
+                5,
+            ),
+            ("target_lufs = -20\n", "external_audio[0].target_lufs", 4),
+            (
+                "normalize = true\ngain_db = 3\n",
+                "external_audio[0].gain_db",
+                5,
+            ),
+            (
+                "limiter_ceiling_dbfs = 1\n",
+                "external_audio[0].limiter_ceiling_dbfs",
+                4,
+            ),
+            ("chime_every_s = 30\n", "external_audio[0].chime_every_s", 4),
+            (
+                "chime = \"c.wav\"\nchime_every_s = 0\n",
+                "external_audio[0].chime_every_s",
+                5,
+            ),
+            (
+                "announcement = \"http://x/a.wav\"\n",
+                "external_audio[0].announcement",
+                4,
+            ),
+            ("chime = \"source:other\"\n", "external_audio[0].chime", 4),
+        ] {
+            let msg = parse(&format!("{source}{extra}"))
+                .expect_err(extra)
+                .to_string();
+            assert!(msg.starts_with(key), "{extra}: {msg}");
+            assert!(msg.ends_with(&format!("(line {line})")), "{extra}: {msg}");
+        }
+        // The second source's key, not the first's.
+        let msg = parse(&format!(
+            "{source}gain_db = 1\n{}\nband_pass = true\ngain_db = 99\n",
+            source.replace("moh", "other")
+        ))
+        .expect_err("second")
+        .to_string();
+        assert!(
+            msg.starts_with("external_audio[1].gain_db") && msg.ends_with("(line 10)"),
+            "{msg}"
+        );
+        // A wrong type is the parser's error, with its line.
+        let msg = parse(&format!("{source}normalize = \"yes\"\n"))
+            .expect_err("type")
+            .to_string();
+        assert!(msg.contains("line 4") && msg.contains("normalize"), "{msg}");
+    }
+
+    #[test]
+    fn line_of_key_finds_keys_tables_and_array_entries() {
+        let text = "[sip]\nport = 1\n\n[rtp]\nport_min = 2\n[[external_audio]]\nname = \"a\"\n\
+                    [[external_audio]]\nname = \"b\"\n  gain_db=3\n";
+        assert_eq!(line_of_key(text, "rtp.port_min"), Some(5));
+        assert_eq!(line_of_key(text, "rtp.port_max"), Some(4));
+        assert_eq!(line_of_key(text, "external_audio[1].gain_db"), Some(10));
+        assert_eq!(line_of_key(text, "external_audio[0].gain_db"), Some(6));
+        assert_eq!(line_of_key(text, "external_audio[2].name"), None);
+        assert_eq!(line_of_key(text, "mail.imap_host"), None);
+    }
+
+    #[test]
+    fn missing_announcement_files_are_warnings() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("here.wav"), b"x").expect("write");
+        let text = format!(
+            "[audio]\nroot = \"{}\"\n[[external_audio]]\nname = \"moh\"\nkind = \"tone\"\n\
+             announcement = \"here.wav\"\nchime = \"gone.wav\"\n",
+            dir.path().display()
+        );
+        let c = parse(&text).expect("a missing file is no error");
+        let warnings = c.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("external_audio[0].chime") && warnings[0].contains("gone.wav"),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn upstream_keys() {
+        let http = "[[external_audio]]\nname = \"MP3\"\nkind = \"http\"\nurl = \"https://radio.example/live.mp3\"\n";
+        let c = parse(&format!(
+            "{http}prebuffer_ms = 500\nstall_ms = 1500\nreconnect_min_ms = 100\nreconnect_max_ms = 5000\n"
+        ))
+        .expect("valid");
+        let s = &c.external_audio[0];
+        assert_eq!(
+            (
+                s.prebuffer_ms,
+                s.stall_ms,
+                s.reconnect_min_ms,
+                s.reconnect_max_ms
+            ),
+            (Some(500), Some(1500), Some(100), Some(5000))
+        );
+        let command = "[[external_audio]]\nname = \"line\"\nkind = \"command\"\ncommand = \"arecord -q -t raw -f S16_LE -r 16000 -c 2\"\n";
+        let c = parse(&format!(
+            "{command}format = \"s16le\"\nsample_rate = 16000\nchannels = 2\n"
+        ))
+        .expect("valid");
+        let s = &c.external_audio[0];
+        assert_eq!(
+            (s.format, s.sample_rate, s.channels),
+            (Some(CommandFormat::S16le), Some(16_000), Some(2))
+        );
+        parse(&format!("{command}format = \"wav\"\n")).expect("wav");
+        let tone = "[[external_audio]]\nname = \"t\"\nkind = \"tone\"\n";
+        for (base, extra, key, line) in [
+            (http, "stall_ms = 100\n", "external_audio[0].stall_ms", 5),
+            (
+                http,
+                "prebuffer_ms = 20000\n",
+                "external_audio[0].prebuffer_ms",
+                5,
+            ),
+            (
+                http,
+                "reconnect_min_ms = 9000\nreconnect_max_ms = 1000\n",
+                "external_audio[0].reconnect_max_ms",
+                6,
+            ),
+            (
+                http,
+                "reconnect_min_ms = 40000\n",
+                "external_audio[0].reconnect_min_ms",
+                5,
+            ),
+            (http, "format = \"wav\"\n", "external_audio[0].format", 5),
+            (tone, "stall_ms = 1000\n", "external_audio[0].stall_ms", 4),
+            (
+                command,
+                "format = \"wav\"\nsample_rate = 8000\n",
+                "external_audio[0].sample_rate",
+                6,
+            ),
+            (command, "channels = 0\n", "external_audio[0].channels", 5),
+            (
+                command,
+                "sample_rate = 1000\n",
+                "external_audio[0].sample_rate",
+                5,
+            ),
+        ] {
+            let msg = parse(&format!("{base}{extra}"))
+                .expect_err(extra)
+                .to_string();
+            assert!(msg.starts_with(key), "{extra}: {msg}");
+            assert!(msg.ends_with(&format!("(line {line})")), "{extra}: {msg}");
+        }
+        let msg = parse(&format!("{command}format = \"flac\"\n"))
+            .expect_err("format")
+            .to_string();
+        assert!(msg.contains("line 5") && msg.contains("flac"), "{msg}");
+        for (url, why) in [
+            ("ftp://x/y", "not an http"),
+            ("radio.example/live", "relative"),
+        ] {
+            let msg = parse(&format!(
+                "[[external_audio]]\nname = \"a\"\nkind = \"http\"\nurl = \"{url}\"\n"
+            ))
+            .expect_err(url)
+            .to_string();
+            assert!(
+                msg.starts_with("external_audio[0].url") && msg.contains(why),
+                "{msg}"
+            );
+        }
+        let msg = parse(
+            "[[external_audio]]\nname = \"a\"\nkind = \"command\"\ncommand = \"sox 'unclosed\"\n",
+        )
+        .expect_err("quote")
+        .to_string();
+        assert!(msg.starts_with("external_audio[0].command"), "{msg}");
+    }
+
+    #[test]
+    fn fallbacks_must_not_loop() {
+        let source = |name: &str, fallback: &str| {
+            format!(
+                "[[external_audio]]\nname = \"{name}\"\nkind = \"http\"\nurl = \"http://r/{name}\"\nfallback = \"{fallback}\"\n"
+            )
+        };
+        parse(&format!("{}{}", source("a", "b"), source("b", "tone"))).expect("a chain");
+        let msg = parse(&source("a", "A")).expect_err("self").to_string();
+        assert!(
+            msg.starts_with("external_audio[0].fallback") && msg.contains("loop"),
+            "{msg}"
+        );
+        let msg = parse(&format!(
+            "{}{}{}",
+            source("a", "b"),
+            source("b", "c"),
+            source("c", "a")
+        ))
+        .expect_err("loop")
+        .to_string();
+        assert!(msg.contains("a → b → c → a"), "{msg}");
     }
 
     #[test]

@@ -11,15 +11,23 @@
 //! The MRCPv2 control channel can also run over TLS ([`tls`], `mrcp.tls_port`): rustls
 //! (through tokio-rustls), memory-safe and free of system libraries, on the `ring` crypto
 //! provider.
+//!
+//! Audio named by `http://` and `https://` URIs in requests is fetched by [`fetch`] with
+//! `ureq`: a small, well-kept blocking HTTP/1.1 client (fetches run on the blocking pool
+//! beside file decoding, so an async client would buy nothing), built on rustls with the
+//! same `ring` provider and Mozilla's root certificates, without OpenSSL or aws-lc-rs.
+//! Cache freshness follows RFC 7234 through `http-cache-semantics`.
 
 pub mod audio_root;
 pub mod config;
 mod demo;
+pub mod fetch;
 mod live;
 mod sip_shell;
 pub mod target;
 pub mod tls;
 pub mod tts;
+mod upstream;
 
 pub use config::{Config, ConfigError};
 pub use demo::write_demo_music;
@@ -54,6 +62,9 @@ pub enum StartError {
     /// The TLS certificate or key of the MRCPv2 control channel cannot be used.
     #[error("{0}")]
     Tls(#[from] tls::TlsConfigError),
+    /// The HTTP audio fetcher could not be set up (its cache folder, CA file or proxy).
+    #[error("{0}")]
+    HttpAudio(#[from] fetch::SetupError),
     /// A data folder could not be created.
     #[error("cannot create {path}: {source}")]
     DataDir {
@@ -103,6 +114,8 @@ pub(crate) struct Shared {
     pub channel_ids: imss_sip::sdp::ChannelIds,
     /// The bound MRCPv2 control port, written into SDP answers.
     pub mrcp_port: u16,
+    /// Audio fetched over HTTP(S) for requests, and its caches.
+    pub http_audio: fetch::HttpAudio,
     /// The bound TLS control port, written into answers to `TCP/TLS/MRCPv2` offers.
     pub mrcp_tls_port: Option<u16>,
 }
@@ -173,6 +186,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let ports = PortAllocator::new(config.rtp.bind, config.rtp.port_min, config.rtp.port_max)
         .map_err(|e| StartError::Ports(e.to_string()))?;
     let sources = live::LiveSources::start(&config, &clips);
+    let http_audio = fetch::HttpAudio::new(&config)?;
 
     let (pacer_tx, pacer_rx) = tokio::sync::mpsc::unbounded_channel();
     let pacer = Pacer::start_with(
@@ -265,6 +279,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         channel_ids: imss_sip::sdp::ChannelIds::new(),
         mrcp_port: mrcp.port(),
         mrcp_tls_port: mrcp_tls_addr.map(|a| a.port()),
+        http_audio,
     });
 
     let mut tasks = Vec::new();

@@ -649,6 +649,15 @@ impl Shell {
                 let shared = self.shared.clone();
                 let tx = self.input_tx.clone();
                 tokio::task::spawn_blocking(move || {
+                    if crate::fetch::is_http_uri(&announcement.play) {
+                        let result = fetched_announcement(&shared, &announcement.play);
+                        let _ = tx.send(ShellInput::Resolved {
+                            call,
+                            result,
+                            announcement,
+                        });
+                        return;
+                    }
                     let root = shared.config.audio_root();
                     let result = audio_root::resolve(&root, &announcement.play)
                         .map_err(|e| match e {
@@ -683,17 +692,11 @@ impl Shell {
         name: &str,
         limit: Option<Duration>,
     ) {
-        match self.shared.sources.ring(name) {
-            Some(ring) => {
-                let playout = match limit {
-                    None => Playout::live(ring),
-                    Some(limit) => Playout::new(
-                        vec![PlayItem::Live(ring)],
-                        Repeat::Times(1),
-                        Duration::ZERO,
-                        Some(limit),
-                    ),
-                };
+        match self.shared.sources.listen(name) {
+            Some(items) => {
+                // The source's announcement, if it has one, then the source, which never
+                // ends by itself.
+                let playout = Playout::new(items, Repeat::Times(1), Duration::ZERO, limit);
                 self.start_media(now, call, offer, playout);
             }
             None => {
@@ -1000,4 +1003,22 @@ fn options_sdp(shared: &Shared) -> String {
         &mrcp::RESOURCES,
         shared.mrcp_tls_port.is_some(),
     )
+}
+
+/// The clip of an RFC 4240 `play=http(s)://…` announcement, or the SIP status and reason
+/// phrase its failure maps to (404, 408, 415, 403; see [`crate::fetch::FetchError::sip_status`]).
+/// Blocking.
+fn fetched_announcement(shared: &Shared, uri: &str) -> Result<Arc<Clip>, (u16, String)> {
+    shared
+        .http_audio
+        .clip(uri, &crate::fetch::FetchOptions::default())
+        .map_err(|e| {
+            let (status, phrase) = e.sip_status();
+            // A reason phrase is one line of text.
+            let detail: String = format!("{uri}: {e}")
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            (status, format!("{phrase} ({detail})"))
+        })
 }

@@ -4,8 +4,9 @@
 use super::{Call, Shell, ShellInput, new_stream};
 use crate::Shared;
 use crate::audio_root::{self, AudioPathError};
+use crate::fetch::{self, FetchOptions};
 use crate::tts::{self, SpeechStyle, TtsError};
-use imss_media::{PlayItem, Playout, Repeat, samples_in};
+use imss_media::{Clip, PlayItem, Playout, Repeat, samples_in};
 use imss_mrcp::{
     CompletionCause, MediaCommand, MediaFailure, Message, PlanItem, PlayPlan, RequestId,
     RequestState, SeekOffset, SpeakSettings, SsmlSubset, StatusCode, SynthConfig, Synthesizer,
@@ -587,13 +588,13 @@ impl Shell {
         let tx = self.input_tx.clone();
         let channel_id = channel_id.to_string();
         let limit = settings.speak_length;
-        if ready_at_once(&shared, &plan) {
-            // Cached clips, live sources, breaks and marks only: nothing to read or speak,
-            // so no blocking thread (its hand-offs cost milliseconds under load). The result
-            // goes through the shell's own queue like any other.
+        if let Some(fetched) = ready_at_once(&shared, &plan, &settings) {
+            // Cached clips, live sources, breaks and marks only: nothing to read, fetch or
+            // speak, so no blocking thread (its hand-offs cost milliseconds under load). The
+            // result goes through the shell's own queue like any other.
             let result = Resolved {
                 render,
-                result: resolve_plan(&shared, plan, &settings),
+                result: resolve_plan(&shared, plan, &settings, &fetched),
             };
             let _ = tx.send(ShellInput::SpeakResolved {
                 channel_id,
@@ -606,7 +607,7 @@ impl Shell {
         tokio::task::spawn_blocking(move || {
             let result = Resolved {
                 render,
-                result: resolve_plan(&shared, plan, &settings),
+                result: resolve_plan(&shared, plan, &settings, &HashMap::new()),
             };
             let _ = tx.send(ShellInput::SpeakResolved {
                 channel_id,
@@ -765,11 +766,13 @@ fn has_text(item: &PlanItem) -> bool {
 /// through the TTS engine, breaks as silence, SSML marks as numbered marks (one number per
 /// name) and, before each spoken item, an [`ITEM_START`] mark — also at the start of a plan
 /// that opens with a break, so that every request reports when it starts. The same plan
-/// always gives items in the same places. Blocking.
+/// always gives items in the same places. HTTP(S) URIs in `ready` are not fetched again.
+/// Blocking, unless [`ready_at_once`] said otherwise.
 fn resolve_plan(
     shared: &Arc<Shared>,
     plan: PlayPlan,
     settings: &SpeakSettings,
+    ready: &HashMap<String, Arc<Clip>>,
 ) -> Result<(Vec<PlayItem>, Vec<String>), MediaFailure> {
     let tts_config = &shared.config.tts;
     let style = SpeechStyle::with_prosody(tts_config.rate_wpm, &settings.prosody);
@@ -793,23 +796,27 @@ fn resolve_plan(
     let mut started = false;
     for item in plan {
         match item {
-            PlanItem::Audio { uri, fallback } => match audio_item(shared, &uri) {
+            PlanItem::Audio { uri, fallback } => match audio_item(shared, &uri, settings, ready) {
                 Ok(item) => {
                     items.push(PlayItem::Mark(ITEM_START));
+                    // A new listener of a live source hears its announcement first.
+                    if let PlayItem::Live(ring) = &item
+                        && let Some(clip) = shared.sources.announcement(ring.name())
+                    {
+                        items.push(PlayItem::Clip(clip));
+                    }
                     items.push(item);
                     started = true;
                 }
-                Err(reason) => match fallback {
+                Err((reason, cause)) => match fallback {
                     Some(text) if !text.trim().is_empty() => {
                         items.push(PlayItem::Mark(ITEM_START));
                         items.push(speak_text(&text, None, None)?);
                         started = true;
                     }
                     _ => {
-                        return Err(
-                            MediaFailure::new(CompletionCause::UriFailure, reason.clone())
-                                .with_failed_uri(uri, reason),
-                        );
+                        return Err(MediaFailure::new(CompletionCause::UriFailure, reason)
+                            .with_failed_uri(uri, cause));
                     }
                 },
             },
@@ -848,40 +855,86 @@ fn resolve_plan(
 }
 
 /// Whether every item of `plan` can be had without blocking: no text for the TTS engine,
-/// every file already in the clip cache (and unchanged), every live source known.
-fn ready_at_once(shared: &Shared, plan: &PlayPlan) -> bool {
+/// every file already in the clip cache (and unchanged), every HTTP(S) URI fresh in the
+/// fetcher's memory, every live source known. `Some` holds the clips of those URIs, taken
+/// now so that one going stale a moment later is not fetched on the shell's thread.
+fn ready_at_once(
+    shared: &Shared,
+    plan: &PlayPlan,
+    settings: &SpeakSettings,
+) -> Option<HashMap<String, Arc<Clip>>> {
     let root = shared.config.audio_root();
-    plan.iter().all(|item| match item {
+    let mut fetched = HashMap::new();
+    let ready = plan.iter().all(|item| match item {
         PlanItem::Audio {
             uri,
             fallback: None,
         } => match uri.strip_prefix("source:") {
             Some(name) => shared.sources.ring(name).is_some(),
+            None if fetch::is_http_uri(uri) => {
+                match shared.http_audio.fresh_clip(uri, &fetch_options(settings)) {
+                    Some(clip) => {
+                        fetched.insert(uri.clone(), clip);
+                        true
+                    }
+                    None => false,
+                }
+            }
             None => audio_root::resolve(&root, uri)
                 .ok()
                 .is_some_and(|path| shared.clips.get_cached(&path).is_some()),
         },
         other => !has_text(other),
-    })
+    });
+    ready.then_some(fetched)
 }
 
-/// One audio URI of a plan: `source:NAME` or a file under the audio root.
-fn audio_item(shared: &Shared, uri: &str) -> Result<PlayItem, String> {
+/// What a SPEAK asks of a fetch: its `Fetch-Timeout` and `Cache-Control`.
+fn fetch_options(settings: &SpeakSettings) -> FetchOptions {
+    FetchOptions {
+        timeout: settings.fetch_timeout,
+        cache_control: settings
+            .params
+            .get(names::CACHE_CONTROL)
+            .map(str::to_string),
+    }
+}
+
+/// One audio URI of a plan: `source:NAME`, an `http(s)://` URI, or a file under the audio
+/// root. A failure gives the reason (Completion-Reason) and the URI's cause
+/// (Failed-URI-Cause: the HTTP status or a short token for HTTP, the reason for the rest).
+fn audio_item(
+    shared: &Shared,
+    uri: &str,
+    settings: &SpeakSettings,
+    ready: &HashMap<String, Arc<Clip>>,
+) -> Result<PlayItem, (String, String)> {
+    let same = |reason: String| (reason.clone(), reason);
     if let Some(name) = uri.strip_prefix("source:") {
         return shared
             .sources
             .ring(name)
             .map(PlayItem::Live)
-            .ok_or_else(|| format!("no live source named {name}"));
+            .ok_or_else(|| same(format!("no live source named {name}")));
+    }
+    if fetch::is_http_uri(uri) {
+        if let Some(clip) = ready.get(uri) {
+            return Ok(PlayItem::Clip(clip.clone()));
+        }
+        return shared
+            .http_audio
+            .clip(uri, &fetch_options(settings))
+            .map(PlayItem::Clip)
+            .map_err(|e| (format!("{uri}: {e}"), e.failed_uri_cause()));
     }
     let root = shared.config.audio_root();
     let path = audio_root::resolve(&root, uri).map_err(|e| match e {
-        AudioPathError::Forbidden(_) => format!("{e}: refused"),
-        _ => e.to_string(),
+        AudioPathError::Forbidden(_) => same(format!("{e}: refused")),
+        _ => same(e.to_string()),
     })?;
     shared
         .clips
         .get(&path)
         .map(PlayItem::Clip)
-        .map_err(|e| e.to_string())
+        .map_err(|e| same(e.to_string()))
 }

@@ -1,0 +1,168 @@
+//! `kind = "http"`: internet radio — Icecast, Shoutcast and the like — over HTTP or HTTPS.
+//!
+//! The client is `ureq` (blocking, on the worker's own thread) with rustls on the `ring`
+//! provider and Mozilla's root certificates: certificates are always verified, redirects
+//! are followed up to [`MAX_REDIRECTS`], proxies from the environment are not used. Every
+//! request asks for ICY metadata (`Icy-MetaData: 1`); the blocks are removed by
+//! [`IcyReader`] and the `StreamTitle` becomes the source's "now playing". A URL that
+//! answers with a `.pls` or `.m3u` playlist is resolved to its entries, tried in order.
+
+use std::time::Duration;
+
+use imss_media::{StreamContainer, StreamEnd, decode_stream};
+use ureq::ResponseExt;
+use url::Url;
+
+use super::icy::{IcyReader, TitleSink};
+use super::{Attempt, format_known, playlist};
+
+/// Most redirects followed for one request.
+const MAX_REDIRECTS: u32 = 5;
+/// Time to set up a TCP (and TLS) connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time from the request to the response's headers.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A playlist may name another playlist, once.
+const MAX_PLAYLIST_DEPTH: usize = 1;
+/// Largest `icy-metaint` believed.
+const MAX_METAINT: usize = 1 << 20;
+
+/// The HTTP client of one source: a read that waits longer than `stall` fails, so that a
+/// stalled stream is given up and reconnected.
+pub(super) fn agent(stall: Duration) -> ureq::Agent {
+    let tls = ureq::tls::TlsConfig::builder()
+        .provider(ureq::tls::TlsProvider::Rustls)
+        .build();
+    ureq::Agent::config_builder()
+        .max_redirects(MAX_REDIRECTS)
+        .max_redirects_will_error(true)
+        .timeout_connect(Some(CONNECT_TIMEOUT))
+        .timeout_recv_response(Some(RESPONSE_TIMEOUT))
+        .timeout_per_read(Some(stall))
+        .proxy(None)
+        .user_agent(format!("imss/{}", env!("CARGO_PKG_VERSION")))
+        .tls_config(tls)
+        .build()
+        .into()
+}
+
+/// One round: requests `url` — a stream, or a playlist whose entries are tried in turn —
+/// and plays it until it ends or fails. Returns why it ended.
+pub(super) fn play(agent: &ureq::Agent, url: &Url, attempt: &mut Attempt<'_>) -> String {
+    play_url(agent, url, attempt, 0)
+}
+
+fn play_url(agent: &ureq::Agent, url: &Url, attempt: &mut Attempt<'_>, depth: usize) -> String {
+    attempt.upstream().connecting(url.as_str());
+    let response = match agent.get(url.as_str()).header("Icy-MetaData", "1").call() {
+        Ok(response) => response,
+        Err(e) => return format!("{url}: {}", describe(&e)),
+    };
+    let final_url = Url::parse(&response.get_uri().to_string()).unwrap_or_else(|_| url.clone());
+    let content_type = header(&response, "content-type");
+    if let Some(kind) = playlist::kind_of(content_type.as_deref(), &final_url) {
+        if depth > MAX_PLAYLIST_DEPTH {
+            return format!("{url}: a playlist inside a playlist inside a playlist");
+        }
+        let text = match response
+            .into_body()
+            .with_config()
+            .limit(playlist::MAX_PLAYLIST_BYTES)
+            .lossy_utf8(true)
+            .read_to_string()
+        {
+            Ok(text) => text,
+            Err(e) => return format!("{url}: reading the playlist: {}", describe(&e)),
+        };
+        let entries = match playlist::parse(kind, &text, &final_url) {
+            Ok(entries) => entries,
+            Err(e) => return format!("{url}: {e}"),
+        };
+        let mut failures = Vec::new();
+        for entry in &entries {
+            let reason = play_url(agent, entry, attempt, depth + 1);
+            if attempt.heard_audio() || attempt.upstream().is_stopped() {
+                // It played: the next round starts from the playlist again.
+                return reason;
+            }
+            failures.push(reason);
+        }
+        return format!(
+            "every entry of the playlist {url} failed: {}",
+            failures.join("; ")
+        );
+    }
+    stream(response, &final_url, content_type.as_deref(), attempt)
+}
+
+/// Plays a stream response until it ends or fails.
+fn stream(
+    response: ureq::http::Response<ureq::Body>,
+    url: &Url,
+    content_type: Option<&str>,
+    attempt: &mut Attempt<'_>,
+) -> String {
+    let metaint = header(&response, "icy-metaint")
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0 && n <= MAX_METAINT);
+    // `icy-br` may list several rates ("128,128"); the first is the stream's.
+    let bitrate = header(&response, "icy-br").and_then(|v| {
+        v.split(',')
+            .next()
+            .and_then(|b| b.trim().parse::<u32>().ok())
+    });
+    let container = content_type
+        .and_then(StreamContainer::from_content_type)
+        .or_else(|| {
+            url.path()
+                .rsplit_once('.')
+                .and_then(|(_, ext)| StreamContainer::from_extension(ext))
+        });
+    let up = std::sync::Arc::clone(attempt.upstream());
+    up.connected();
+    up.set_announced_bitrate(bitrate);
+    tracing::debug!(
+        source = up.name(),
+        %url,
+        content_type,
+        metaint,
+        "connected to the upstream"
+    );
+    let titles = std::sync::Arc::clone(&up);
+    let on_title: TitleSink = Box::new(move |title| {
+        if let Some(title) = &title {
+            tracing::info!(source = titles.name(), title, "now playing");
+        }
+        titles.set_now_playing(title);
+    });
+    let body = response.into_body().into_reader();
+    let reader = up.watch(IcyReader::new(body, metaint, on_title));
+    let info = std::sync::Arc::clone(&up);
+    match decode_stream(
+        Box::new(reader),
+        container,
+        &mut |i| format_known(&info, i),
+        &mut |samples| attempt.push(samples),
+    ) {
+        Ok(StreamEnd::Eof) => format!("{url}: the stream ended"),
+        Ok(StreamEnd::Stopped) => "stopped".into(),
+        Err(e) => format!("{url}: {e}"),
+    }
+}
+
+fn header<B>(response: &ureq::http::Response<B>, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// A client error in words an operator can act on.
+fn describe(e: &ureq::Error) -> String {
+    match e {
+        ureq::Error::StatusCode(code) => format!("HTTP status {code}"),
+        ureq::Error::TooManyRedirects => format!("more than {MAX_REDIRECTS} redirects"),
+        other => other.to_string(),
+    }
+}
