@@ -47,7 +47,10 @@ pub use chime::ChimeFeed;
 pub use clip::{Clip, ClipCache};
 pub use decode::{MAX_DURATION, Pcm, decode_bytes, decode_file};
 pub use error::MediaError;
-pub use live::{LEAD, LiveBlock, LiveFeed, LiveRing, LiveSource, LiveSpec};
+pub use live::{
+    LEAD, LiveBlock, LiveFeed, LiveRing, LiveSource, LiveSpec, PLAYLIST_EXTENSIONS,
+    list_audio_files,
+};
 pub use loudness::{DEFAULT_CEILING_DBFS, DEFAULT_TARGET_LUFS, ProcessedFeed, Processing};
 pub use playout::{Fill, PlayItem, Playout, Repeat};
 pub use resample::{Resampler8k, resample_to_8k};

@@ -249,6 +249,25 @@ impl LiveBlock {
     }
 }
 
+/// File name extensions a live playlist folder is read for.
+pub const PLAYLIST_EXTENSIONS: [&str; 7] = ["wav", "mp3", "flac", "ogg", "oga", "ul", "al"];
+
+/// The audio files of `folder` (by extension, [`PLAYLIST_EXTENSIONS`]), sorted by name.
+pub fn list_audio_files(folder: &std::path::Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(folder)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| PLAYLIST_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
 /// The audio of a live source, 10 ms at a time, produced ahead of real time.
 pub trait LiveFeed: Send + 'static {
     /// Overwrites `block` with the next 10 ms. Runs on the producer thread and must not
@@ -272,6 +291,10 @@ pub enum LiveSpec {
         files: Vec<PathBuf>,
         /// Play each round in a new random order.
         shuffle: bool,
+        /// The folder the files were listed from, if any: listed again ([`list_audio_files`])
+        /// at the end of every round, and every 10 s while it holds no file, so that files
+        /// added or removed there are picked up without a restart.
+        folder: Option<PathBuf>,
     },
     /// Digital silence.
     Silence,
@@ -308,11 +331,15 @@ impl LiveSpec {
                 Box::new(ToneFeed::new(frequency_hz, level_dbfs))
             }
             LiveSpec::Silence => Box::new(SilenceFeed),
-            LiveSpec::Playlist { files, shuffle } => {
+            LiveSpec::Playlist {
+                files,
+                shuffle,
+                folder,
+            } => {
                 if files.is_empty() {
                     tracing::warn!(source = name, "live playlist has no files; playing silence");
                 }
-                Box::new(PlaylistFeed::start(name, files, shuffle, cache)?)
+                Box::new(PlaylistFeed::start(name, files, shuffle, folder, cache)?)
             }
         })
     }
@@ -472,6 +499,10 @@ impl LiveFeed for ToneFeed {
 struct PlaylistFeed {
     name: String,
     files: Vec<PathBuf>,
+    /// Listed again at the end of every round (see [`LiveSpec::Playlist`]).
+    folder: Option<PathBuf>,
+    /// Blocks until an empty folder is listed again.
+    rescan_blocks: u64,
     shuffle: bool,
     order: Vec<usize>,
     /// Position in `order` of the file the loader was last asked for.
@@ -493,6 +524,7 @@ impl PlaylistFeed {
         name: &str,
         files: Vec<PathBuf>,
         shuffle: bool,
+        folder: Option<PathBuf>,
         cache: Arc<ClipCache>,
     ) -> Result<PlaylistFeed, MediaError> {
         let (load_tx, load_rx) = mpsc::channel::<PathBuf>();
@@ -517,6 +549,8 @@ impl PlaylistFeed {
             name: name.to_string(),
             order: (0..files.len()).collect(),
             files,
+            folder,
+            rescan_blocks: 0,
             shuffle,
             requested: 0,
             playing: None,
@@ -556,17 +590,44 @@ impl PlaylistFeed {
                 self.backoff_blocks = crate::samples_in(PLAYLIST_RETRY) / BLOCK_SAMPLES as u64;
             }
             self.played_in_round = 0;
+            let last = self.files[self.order[self.requested]].clone();
+            self.rescan();
+            if self.files.is_empty() {
+                self.loading = false;
+                return;
+            }
             if self.shuffle {
-                let last = self.order[self.requested];
                 self.reshuffle();
                 // Never the same file twice in a row across rounds.
-                if self.order.len() > 1 && self.order[0] == last {
+                if self.order.len() > 1 && self.files[self.order[0]] == last {
                     let end = self.order.len() - 1;
                     self.order.swap(0, end);
                 }
             }
         }
         self.request(index);
+    }
+
+    /// Lists the folder again; a changed list replaces the files (a new round starts with
+    /// it). Keeps the old list when the folder cannot be read.
+    fn rescan(&mut self) {
+        let Some(folder) = &self.folder else {
+            return;
+        };
+        match list_audio_files(folder) {
+            Ok(files) if files != self.files => {
+                let added = files.iter().filter(|f| !self.files.contains(f)).count();
+                let removed = self.files.iter().filter(|f| !files.contains(f)).count();
+                tracing::info!(source = %self.name, added, removed, files = files.len(), "live playlist folder changed");
+                self.order = (0..files.len()).collect();
+                self.files = files;
+                self.requested = 0;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(source = %self.name, folder = %folder.display(), error = %e, "cannot list the live playlist folder; keeping its files");
+            }
+        }
     }
 
     fn reshuffle(&mut self) {
@@ -617,6 +678,20 @@ impl PlaylistFeed {
 
 impl LiveFeed for PlaylistFeed {
     fn next_block(&mut self, block: &mut LiveBlock) {
+        if self.files.is_empty() && self.folder.is_some() {
+            // An empty folder: look again now and then.
+            if self.rescan_blocks == 0 {
+                self.rescan_blocks = crate::samples_in(PLAYLIST_RETRY) / BLOCK_SAMPLES as u64;
+                self.rescan();
+                if !self.files.is_empty() {
+                    if self.shuffle {
+                        self.reshuffle();
+                    }
+                    self.request(0);
+                }
+            }
+            self.rescan_blocks -= 1;
+        }
         if self.backoff_blocks > 0 {
             self.backoff_blocks -= 1;
             block.set_silence();
@@ -914,7 +989,7 @@ mod tests {
         std::fs::write(&broken, b"no audio here").unwrap();
         let files = vec![a, broken, dir.path().join("missing.wav"), b];
         let cache = Arc::new(ClipCache::new(1 << 20));
-        let mut feed = PlaylistFeed::start("moh", files, false, cache).unwrap();
+        let mut feed = PlaylistFeed::start("moh", files, false, None, cache).unwrap();
         let got = runs(&mut feed, 200);
         let ua = g711::ulaw_encode(8192);
         let ub = g711::ulaw_encode(-16384);
@@ -923,6 +998,47 @@ mod tests {
             let want = if i % 2 == 0 { (ua, 800) } else { (ub, 440) };
             assert_eq!(*run, want, "run {i} of {got:?}");
         }
+    }
+
+    #[test]
+    fn a_playlist_folder_picks_up_added_and_removed_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().to_path_buf();
+        let (ua, ub, uc) = (
+            g711::ulaw_encode(8192),
+            g711::ulaw_encode(-16384),
+            g711::ulaw_encode(4096),
+        );
+        let codes = |got: &[(u8, usize)]| -> Vec<u8> { got.iter().map(|r| r.0).collect() };
+        // An empty folder plays silence, and is listed again while it is empty.
+        let cache = Arc::new(ClipCache::new(1 << 20));
+        let mut feed = PlaylistFeed::start(
+            "folder",
+            list_audio_files(&folder).unwrap(),
+            false,
+            Some(folder.clone()),
+            cache,
+        )
+        .unwrap();
+        assert!(runs(&mut feed, 20).is_empty());
+        write_level(&folder.join("a.wav"), 0.25, 160);
+        std::fs::write(folder.join("notes.txt"), b"not audio").unwrap();
+        feed.rescan_blocks = 1; // instead of waiting out the 10 s retry
+        let got = codes(&runs(&mut feed, 60));
+        assert!(got.contains(&ua) && !got.contains(&ub), "{got:?}");
+        // Added: heard from the next round on, in name order.
+        write_level(&folder.join("b.wav"), -0.5, 160);
+        let got = codes(&runs(&mut feed, 120));
+        assert!(got.contains(&ub), "b.wav never played: {got:?}");
+        let first_b = got.iter().position(|&c| c == ub).unwrap();
+        assert_eq!(got[first_b - 1], ua, "{got:?}");
+        // Removed: gone after the round in progress; a new file takes its place.
+        std::fs::remove_file(folder.join("a.wav")).unwrap();
+        write_level(&folder.join("c.wav"), 0.125, 160);
+        let _ = runs(&mut feed, 60);
+        let got = codes(&runs(&mut feed, 120));
+        assert!(!got.contains(&ua), "a.wav still played: {got:?}");
+        assert!(got.contains(&ub) && got.contains(&uc), "{got:?}");
     }
 
     #[test]
@@ -939,7 +1055,7 @@ mod tests {
             })
             .collect();
         let cache = Arc::new(ClipCache::new(1 << 20));
-        let mut feed = PlaylistFeed::start("shuffle", files, true, cache).unwrap();
+        let mut feed = PlaylistFeed::start("shuffle", files, true, None, cache).unwrap();
         let got = runs(&mut feed, 400);
         let mut all: Vec<u8> = levels
             .iter()
@@ -974,6 +1090,7 @@ mod tests {
         let spec = LiveSpec::Playlist {
             files: vec![broken, dir.path().join("missing.flac")],
             shuffle: false,
+            folder: None,
         };
         let source = LiveSource::spawn("dead", spec, Arc::new(ClipCache::new(1 << 20))).unwrap();
         let ring = source.ring();
@@ -986,6 +1103,7 @@ mod tests {
             LiveSpec::Playlist {
                 files: vec![],
                 shuffle: true,
+                folder: None,
             },
             Arc::new(ClipCache::new(0)),
         )

@@ -303,12 +303,23 @@ fn spec_for(ext: &ExternalAudio, root: &Path) -> Result<LiveSpec, String> {
         SourceKind::Silence => Ok(LiveSpec::Silence),
         SourceKind::Playlist => {
             let files = playlist_files(ext, root)?;
-            if files.is_empty() {
+            // A folder may fill later: it is listed again while it is empty. A file list
+            // never changes.
+            let folder = ext
+                .files
+                .is_none()
+                .then(|| ext.path.as_deref().map(|f| under_root(root, f)))
+                .flatten();
+            if files.is_empty() && folder.is_none() {
                 return Err("the playlist has no audio files".into());
+            }
+            if files.is_empty() {
+                tracing::warn!(source = %ext.name, "the playlist folder holds no audio file yet; silence until it does");
             }
             Ok(LiveSpec::Playlist {
                 files,
                 shuffle: ext.shuffle,
+                folder,
             })
         }
         SourceKind::Http | SourceKind::Command => Err(format!(
@@ -328,35 +339,23 @@ fn fallback_spec(ext: &ExternalAudio) -> LiveSpec {
     }
 }
 
-const AUDIO_EXTENSIONS: [&str; 7] = ["wav", "mp3", "flac", "ogg", "oga", "ul", "al"];
-
 fn playlist_files(ext: &ExternalAudio, root: &Path) -> Result<Vec<PathBuf>, String> {
-    let under_root = |p: &Path| {
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            root.join(p)
-        }
-    };
     if let Some(files) = &ext.files {
-        return Ok(files.iter().map(|f| under_root(f)).collect());
+        return Ok(files.iter().map(|f| under_root(root, f)).collect());
     }
     let Some(folder) = &ext.path else {
         return Ok(Vec::new());
     };
-    let folder = under_root(folder);
-    let entries = std::fs::read_dir(&folder)
-        .map_err(|e| format!("cannot read playlist folder {}: {e}", folder.display()))?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.is_file()
-                && p.extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| AUDIO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-        })
-        .collect();
-    files.sort();
-    Ok(files)
+    let folder = under_root(root, folder);
+    imss_media::list_audio_files(&folder)
+        .map_err(|e| format!("cannot read playlist folder {}: {e}", folder.display()))
+}
+
+/// A configured path: absolute as given, else under the audio root.
+fn under_root(root: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        root.join(p)
+    }
 }
