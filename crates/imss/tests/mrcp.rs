@@ -4,9 +4,10 @@
 
 mod support;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
+use support::mrcp::{fds_and_threads, with_message_length};
 use support::*;
 
 /// A message captured from UniMRCP 1.8 (the copies the sip and mrcp crates test with).
@@ -105,55 +106,11 @@ fn speak_with(
     with_message_length(&rest)
 }
 
-/// `MRCP/2.0 <length><rest>` with the right message-length (which counts the whole
-/// message, its own digits included).
-fn with_message_length(rest: &str) -> Vec<u8> {
-    let mut len = "MRCP/2.0 ".len() + rest.len();
-    loop {
-        let total = "MRCP/2.0 ".len() + len.to_string().len() + rest.len();
-        if total == len {
-            break;
-        }
-        len = total;
-    }
-    format!("MRCP/2.0 {len}{rest}").into_bytes()
-}
-
 /// Reads MRCP messages until one whose start line contains `want` (returned whole).
 fn read_until(tcp: &mut TcpStream, buf: &mut Vec<u8>, want: &str, limit: Duration) -> String {
-    let end = Instant::now() + limit;
-    loop {
-        // Frame by the message-length field.
-        if let Some(msg) = take_message(buf) {
-            if msg.lines().next().unwrap_or_default().contains(want) {
-                return msg;
-            }
-            continue;
-        }
-        assert!(
-            Instant::now() < end,
-            "no MRCP message with {want:?}; have {:?}",
-            String::from_utf8_lossy(buf)
-        );
-        let mut chunk = [0u8; 4096];
-        tcp.set_read_timeout(Some(Duration::from_millis(200)))
-            .expect("timeout");
-        if let Ok(n) = tcp.read(&mut chunk) {
-            assert!(n > 0, "MRCP connection closed while waiting for {want:?}");
-            buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-}
-
-fn take_message(buf: &mut Vec<u8>) -> Option<String> {
-    let text = String::from_utf8_lossy(buf).to_string();
-    let len: usize = text.split(' ').nth(1)?.parse().ok()?;
-    if buf.len() < len {
-        return None;
-    }
-    let msg = String::from_utf8_lossy(&buf[..len]).to_string();
-    buf.drain(..len);
-    Some(msg)
+    tcp.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    support::mrcp::read_until(tcp, buf, want, limit)
 }
 
 /// Packets, RMS and loudest packet's RMS of the μ-law audio arriving on `rtp` during `span`
@@ -633,15 +590,6 @@ fn a_session_whose_client_never_connects_is_hung_up() {
     let mut mbuf = Vec::new();
     let r = read_until(&mut tcp, &mut mbuf, " 1 ", Duration::from_secs(5));
     assert!(r.contains(" 1 405 COMPLETE"), "{r}");
-}
-
-/// Open descriptors and threads of a process.
-fn fds_and_threads(pid: u32) -> (usize, usize) {
-    let count = |dir: String| std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
-    (
-        count(format!("/proc/{pid}/fd")),
-        count(format!("/proc/{pid}/task")),
-    )
 }
 
 #[test]

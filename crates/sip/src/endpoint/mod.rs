@@ -1171,48 +1171,13 @@ impl Endpoint {
     }
 
     fn handle_reinvite(&mut self, now: Instant, tx_id: TxId, req: &Request, call: CallId) {
-        let Some(d) = self.dialogs.get(&call) else {
+        let Some((_, pending_timer)) = self.admit_in_dialog_offer(now, tx_id, req, &call, true)
+        else {
             return;
         };
-        let tag = d.local_tag.clone();
-        if d.state == DialogState::Terminating {
-            self.respond(
-                now,
-                tx_id,
-                481,
-                "Call/Transaction Does Not Exist",
-                Some(&tag),
-                Extras::none(),
-            );
-            return;
-        }
-        if d.pending_invite.is_some() || d.awaiting_ack.is_some() || self.refresh_invite_out(d) {
-            // RFC 3261 §14.2; Retry-After per §14.1 for the glare.
-            let extras = Extras::none().header("Retry-After", "1");
-            self.respond(now, tx_id, 491, "Request Pending", Some(&tag), extras);
-            return;
-        }
-        if !self.check_invite_body(now, tx_id, req) {
-            return;
-        }
-        let Some(pending_timer) = self.negotiate_timer(now, tx_id, req) else {
-            return;
-        };
-        let target = req
-            .headers
-            .list("Contact")
-            .first()
-            .and_then(|c| NameAddr::parse(c).ok());
         let Some(d) = self.dialogs.get_mut(&call) else {
             return;
         };
-        // A re-INVITE is a target refresh request (RFC 3261 §12.2.2).
-        if let Some(t) = target {
-            d.remote_target = t.uri;
-        }
-        if req.headers.contains("Allow") {
-            d.peer_allows_update = allows_update(req);
-        }
         d.pending_invite = Some(tx_id);
         d.pending_timer = pending_timer;
         self.respond(now, tx_id, 100, "Trying", None, Extras::none());
@@ -1225,54 +1190,16 @@ impl Endpoint {
     /// RFC 3311 UPDATE in a dialog: without a body a session refresh answered here; with an
     /// offer reported as [`Event::ReInvite`].
     fn handle_update(&mut self, now: Instant, tx_id: TxId, req: &Request, call: CallId) {
-        let Some(d) = self.dialogs.get(&call) else {
-            return;
-        };
-        let tag = d.local_tag.clone();
-        if d.state == DialogState::Terminating {
-            self.respond(
-                now,
-                tx_id,
-                481,
-                "Call/Transaction Does Not Exist",
-                Some(&tag),
-                Extras::none(),
-            );
-            return;
-        }
         let offer = body_text(&req.body);
-        // RFC 3311 §5.2: a new offer while one is outstanding is refused.
-        if offer.is_some()
-            && (d.pending_invite.is_some()
-                || d.awaiting_ack.is_some()
-                || self.refresh_invite_out(d))
-        {
-            let extras = Extras::none().header("Retry-After", "1");
-            self.respond(now, tx_id, 491, "Request Pending", Some(&tag), extras);
-            return;
-        }
-        if !self.check_invite_body(now, tx_id, req) {
-            return;
-        }
-        let Some(timer) = self.negotiate_timer(now, tx_id, req) else {
+        let Some((tag, timer)) =
+            self.admit_in_dialog_offer(now, tx_id, req, &call, offer.is_some())
+        else {
             return;
         };
-        let target = req
-            .headers
-            .list("Contact")
-            .first()
-            .and_then(|c| NameAddr::parse(c).ok());
         let Some(d) = self.dialogs.get_mut(&call) else {
             return;
         };
         let transport = d.transport;
-        // UPDATE is a target refresh request (RFC 3311 §5.2).
-        if let Some(t) = target {
-            d.remote_target = t.uri;
-        }
-        if req.headers.contains("Allow") {
-            d.peer_allows_update = allows_update(req);
-        }
         if let Some(offer) = offer {
             d.pending_invite = Some(tx_id);
             d.pending_timer = timer;
@@ -1300,6 +1227,62 @@ impl Endpoint {
             }),
         );
         self.events.push_back(Event::Refreshed { call });
+    }
+
+    /// The checks a re-INVITE or UPDATE passes before it is reported or answered: 481 in a
+    /// dialog being torn down, 491 while another offer is outstanding (when `offers`: RFC
+    /// 3261 §14.2, RFC 3311 §5.2), the body, the session timer (RFC 4028 §9). On success the
+    /// request refreshes the dialog's target and what the peer allows, and this returns the
+    /// dialog's local tag and the agreed timer; `None` when the request was answered here.
+    fn admit_in_dialog_offer(
+        &mut self,
+        now: Instant,
+        tx_id: TxId,
+        req: &Request,
+        call: &CallId,
+        offers: bool,
+    ) -> Option<(String, Option<Agreed>)> {
+        let d = self.dialogs.get(call)?;
+        let tag = d.local_tag.clone();
+        if d.state == DialogState::Terminating {
+            self.respond(
+                now,
+                tx_id,
+                481,
+                "Call/Transaction Does Not Exist",
+                Some(&tag),
+                Extras::none(),
+            );
+            return None;
+        }
+        if offers
+            && (d.pending_invite.is_some()
+                || d.awaiting_ack.is_some()
+                || self.refresh_invite_out(d))
+        {
+            // Retry-After per RFC 3261 §14.1 for the glare.
+            let extras = Extras::none().header("Retry-After", "1");
+            self.respond(now, tx_id, 491, "Request Pending", Some(&tag), extras);
+            return None;
+        }
+        if !self.check_invite_body(now, tx_id, req) {
+            return None;
+        }
+        let timer = self.negotiate_timer(now, tx_id, req)?;
+        let target = req
+            .headers
+            .list("Contact")
+            .first()
+            .and_then(|c| NameAddr::parse(c).ok());
+        let d = self.dialogs.get_mut(call)?;
+        // Both are target refresh requests (RFC 3261 §12.2.2, RFC 3311 §5.2).
+        if let Some(t) = target {
+            d.remote_target = t.uri;
+        }
+        if req.headers.contains("Allow") {
+            d.peer_allows_update = allows_update(req);
+        }
+        Some((tag, timer))
     }
 
     /// RFC 4028 §9 for a request about to be reported or answered: `None` when it was
