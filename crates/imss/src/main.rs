@@ -152,15 +152,15 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Serve { config, data_dir } => {
-            let config = match config {
-                Some(path) => Config::load(&path)?,
+            let loaded = match &config {
+                Some(path) => Config::load(path)?,
                 None => {
                     let c = Config::embedded(&data_dir);
                     prepare_embedded(&c)?;
                     c
                 }
             };
-            runtime()?.block_on(serve(config))
+            runtime()?.block_on(serve(loaded, config))
         }
         Command::Call {
             uri,
@@ -295,7 +295,10 @@ fn prepare_embedded(config: &Config) -> Result<()> {
     Ok(())
 }
 
-async fn serve(config: Config) -> Result<()> {
+/// Serves until SIGTERM or Ctrl-C. On SIGHUP the configuration file is read again and
+/// applied as far as it can be while calls run (see `RunningServer::reload`); a file that
+/// does not load or validate changes nothing.
+async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
     let server = imss_server::start(config).await?;
     // One machine-readable line on stdout so scripts and tests learn the bound ports.
     println!(
@@ -309,15 +312,47 @@ async fn serve(config: Config) -> Result<()> {
             "mrcp_tls": server.mrcp_tls.map(|a| a.to_string()),
         })
     );
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = hangup.recv() => reload(&server, path.as_deref()),
+        }
     }
     tracing::info!("shutting down: ending calls");
     server.shutdown().await;
     Ok(())
+}
+
+/// SIGHUP: reads the configuration file again and applies it.
+fn reload(server: &imss_server::RunningServer, path: Option<&std::path::Path>) {
+    let Some(path) = path else {
+        tracing::warn!(
+            "SIGHUP ignored: the server runs on its embedded defaults, there is no file to read again"
+        );
+        return;
+    };
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(error) => {
+            tracing::error!(file = %path.display(), %error, "configuration not reloaded: the running one stays");
+            return;
+        }
+    };
+    let report = server.reload(&config);
+    tracing::info!(
+        file = %path.display(),
+        sources_added = ?report.sources.added,
+        sources_changed = ?report.sources.changed,
+        sources_removed = ?report.sources.removed,
+        "configuration reloaded"
+    );
+    if !report.needs_restart.is_empty() {
+        tracing::warn!(sections = ?report.needs_restart, "these settings changed and take effect after a restart");
+    }
 }
 
 /// Raises the soft open-files limit to the hard limit: every call holds two RTP sockets.

@@ -554,7 +554,7 @@ fn icecast_streams_in_every_codec_reach_sip_and_mrcp_callers() {
     let source = |name: &str, url: &str| {
         format!(
             "[[external_audio]]\nname = \"{name}\"\nkind = \"http\"\nurl = \"{url}\"\n\
-             fallback = \"silence\"\nreconnect_max_ms = 1000\n"
+             fallback = \"silence\"\nreconnect_max_ms = 1000\nkeep_warm = true\n"
         )
     };
     let config = [
@@ -701,7 +701,8 @@ fn killing_icecast_mid_call_plays_the_fallback_until_the_stream_returns() {
     let stall_ms = 2000.0;
     let server = live_server(&format!(
         "[[external_audio]]\nname = \"MP3\"\nkind = \"http\"\nurl = \"{}\"\n\
-             fallback = \"tone\"\nstall_ms = {stall_ms}\nreconnect_max_ms = 1000\n",
+             fallback = \"tone\"\nstall_ms = {stall_ms}\nreconnect_max_ms = 1000\n\
+             keep_warm = true\n",
         ic.url("/live.mp3")
     ));
     wait_for_log(
@@ -820,7 +821,8 @@ fn a_command_source_is_restarted_when_its_program_stalls_or_is_killed() {
         "[[external_audio]]\nname = \"SOX\"\nkind = \"command\"\n\
          command = \"sox -q -n -t raw -r 16000 -e signed -b 16 -c 2 - synth 3600 sine 600\"\n\
          format = \"s16le\"\nsample_rate = 16000\nchannels = 2\nprebuffer_ms = 300\n\
-         stall_ms = 1000\nreconnect_min_ms = 100\nreconnect_max_ms = 500\nfallback = \"tone\"\n",
+         stall_ms = 1000\nreconnect_min_ms = 100\nreconnect_max_ms = 500\nfallback = \"tone\"\n\
+         keep_warm = true\n",
     );
     wait_for_log(
         &server,
@@ -899,5 +901,105 @@ fn a_command_source_is_restarted_when_its_program_stalls_or_is_killed() {
             .count(),
         1,
         "{log}"
+    );
+}
+
+/// Icecast's listener count on `mount`, from its admin statistics.
+fn icecast_listeners(ic: &Icecast, mount: &str) -> u32 {
+    let auth = base64(&format!("admin:{ADMIN_PASSWORD}"));
+    let mut s = TcpStream::connect(("127.0.0.1", ic.port)).expect("connect to icecast");
+    s.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET /admin/stats HTTP/1.0\r\nAuthorization: Basic {auth}\r\n\r\n"
+    )
+    .expect("send");
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    let at = body
+        .find(&format!("<source mount=\"{mount}\">"))
+        .unwrap_or_else(|| panic!("no {mount} in icecast stats: {body}"));
+    let rest = &body[at..];
+    let start = rest.find("<listeners>").expect("listeners") + "<listeners>".len();
+    let end = rest[start..].find('<').expect("end of listeners");
+    rest[start..start + end].parse().expect("a number")
+}
+
+fn wait_for_listeners(ic: &Icecast, mount: &str, n: u32, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let now = icecast_listeners(ic, mount);
+        if now == n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "icecast has {now} listeners on {mount}, not {n}, after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn an_http_source_connects_for_its_first_caller_and_lets_go_once_idle() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ic = Icecast::start(dir.path(), 0);
+    let _feeder = feed_mp3_tone(&ic, "/live.mp3", 1000);
+    let server = live_server(&format!(
+        "[[external_audio]]\nname = \"MP3\"\nkind = \"http\"\nurl = \"{}\"\n\
+         fallback = \"tone\"\nprebuffer_ms = 500\nidle_stop_s = 1\n",
+        ic.url("/live.mp3")
+    ));
+    // Nobody listens: the server does not connect.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(icecast_listeners(&ic, "/live.mp3"), 0);
+    assert!(
+        !plain_log(&server).contains("upstream delivers audio"),
+        "{}",
+        plain_log(&server)
+    );
+
+    for round in ["first", "second"] {
+        let caller = plain_caller(&server, "MP3", 3.0, &format!("lazy-{round}"));
+        wait_for_listeners(&ic, "/live.mp3", 1, Duration::from_secs(5));
+        let r = caller.join().expect("caller");
+        assert_paced(&r, round, 3.0);
+        let heard = classify(&r.audio, 1000.0);
+        // The stream within the first second, silence before it, never the fallback tone:
+        // a caller put on hold hears music after a moment, not a tone.
+        let first = heard
+            .iter()
+            .position(|h| *h == Heard::Stream)
+            .unwrap_or_else(|| panic!("{round} caller never hears the stream: {heard:?}"));
+        assert!(
+            first <= 50,
+            "{round} caller: the stream from frame {first}: {heard:?}"
+        );
+        // (The frame where the stream begins may hold silence and the stream.)
+        assert!(
+            heard[..first]
+                .iter()
+                .enumerate()
+                .all(|(i, h)| *h == Heard::Other || (i + 1 == first && *h == Heard::Switch)),
+            "{round} caller: before the stream: {heard:?}"
+        );
+        assert!(
+            heard[first + 1..].iter().all(|h| *h == Heard::Stream),
+            "{round} caller: the stream to the end: {heard:?}"
+        );
+        // The caller has gone: after idle_stop_s the server lets the stream go.
+        wait_for_listeners(&ic, "/live.mp3", 0, Duration::from_secs(5));
+    }
+    let log = plain_log(&server);
+    assert_eq!(
+        log.matches("upstream let go: the source has no listeners")
+            .count(),
+        2,
+        "{log}"
+    );
+    assert!(
+        !log.contains("upstream lost"),
+        "letting go is no outage: {log}"
     );
 }

@@ -56,6 +56,10 @@ impl ChimeFeed {
 }
 
 impl LiveFeed for ChimeFeed {
+    fn set_listened(&mut self, listened: bool) {
+        self.inner.set_listened(listened);
+    }
+
     fn next_block(&mut self, block: &mut LiveBlock) {
         self.inner.next_block(block);
         if self.until_next == 0 {

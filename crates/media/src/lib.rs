@@ -48,7 +48,7 @@ pub use clip::{Clip, ClipCache};
 pub use decode::{MAX_DURATION, Pcm, decode_bytes, decode_file};
 pub use error::MediaError;
 pub use live::{
-    LEAD, LiveBlock, LiveFeed, LiveRing, LiveSource, LiveSpec, PLAYLIST_EXTENSIONS,
+    LEAD, LiveBlock, LiveFeed, LiveListener, LiveRing, LiveSource, LiveSpec, PLAYLIST_EXTENSIONS,
     list_audio_files,
 };
 pub use loudness::{DEFAULT_CEILING_DBFS, DEFAULT_TARGET_LUFS, ProcessedFeed, Processing};
@@ -59,8 +59,8 @@ pub use stream::{
     decode_stream,
 };
 pub use upstream::{
-    DEFAULT_PREBUFFER, DEFAULT_STALL, Fallback, Overflow, SourceState, Upstream, UpstreamFeed,
-    UpstreamSettings, UpstreamStatus, UpstreamWriter, WatchedRead,
+    DEFAULT_PREBUFFER, DEFAULT_STALL, Fallback, FallbackFeed, Overflow, SourceState, Upstream,
+    UpstreamFeed, UpstreamSettings, UpstreamStatus, UpstreamWriter, WatchedRead,
 };
 
 use std::time::Duration;

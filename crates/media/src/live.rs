@@ -4,10 +4,10 @@
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 use crate::{BLOCK_SAMPLES, Clip, ClipCache, Law, MediaError, SAMPLE_RATE, duration_of, g711};
@@ -21,6 +21,8 @@ pub const LEAD: Duration = Duration::from_millis(200);
 const BATCH: Duration = Duration::from_millis(20);
 /// Silence played before retrying a playlist none of whose files could be decoded.
 const PLAYLIST_RETRY: Duration = Duration::from_secs(10);
+/// How often an idle producer looks for listeners, should a wake-up be missed.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
 /// How long `spawn` waits for the producer's first write.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -37,6 +39,12 @@ pub struct LiveRing {
     alaw: Box<[AtomicU64]>,
     /// Samples written from the epoch on (the producer's head).
     head: AtomicU64,
+    /// Listeners holding a [`LiveListener`] of this ring.
+    listeners: AtomicUsize,
+    /// The producer writes (it is not idle for want of listeners).
+    active: AtomicBool,
+    /// The producer thread, woken when the first listener arrives.
+    producer: OnceLock<Thread>,
 }
 
 impl LiveRing {
@@ -53,7 +61,31 @@ impl LiveRing {
             ulaw: words(),
             alaw: words(),
             head: AtomicU64::new(0),
+            listeners: AtomicUsize::new(0),
+            active: AtomicBool::new(true),
+            producer: OnceLock::new(),
         }
+    }
+
+    /// A listener of this ring: while any exists the source runs (a lazily started source
+    /// is woken by the first).
+    pub fn listen(self: &Arc<Self>) -> LiveListener {
+        if self.listeners.fetch_add(1, Ordering::AcqRel) == 0
+            && let Some(producer) = self.producer.get()
+        {
+            producer.unpark();
+        }
+        LiveListener(Arc::clone(self))
+    }
+
+    /// How many listeners the ring has now.
+    pub fn listeners(&self) -> usize {
+        self.listeners.load(Ordering::Acquire)
+    }
+
+    /// False while the source is stopped for want of listeners.
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Acquire)
     }
 
     /// The live source's name.
@@ -155,6 +187,44 @@ impl std::fmt::Debug for LiveRing {
             .field("name", &self.name)
             .field("written_until", &self.written_until())
             .finish()
+    }
+}
+
+/// One listener of a live source (a caller's play plan, another source playing it as its
+/// fallback): reads the ring like an `Arc<LiveRing>`, and counts as a listener until
+/// dropped. A source with `idle_stop` runs only while it has listeners.
+pub struct LiveListener(Arc<LiveRing>);
+
+impl LiveListener {
+    /// The ring listened to.
+    pub fn ring(&self) -> &Arc<LiveRing> {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for LiveListener {
+    type Target = LiveRing;
+
+    fn deref(&self) -> &LiveRing {
+        &self.0
+    }
+}
+
+impl Clone for LiveListener {
+    fn clone(&self) -> Self {
+        self.0.listen()
+    }
+}
+
+impl Drop for LiveListener {
+    fn drop(&mut self) {
+        self.0.listeners.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl std::fmt::Debug for LiveListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("LiveListener").field(&self.0.name).finish()
     }
 }
 
@@ -273,6 +343,13 @@ pub trait LiveFeed: Send + 'static {
     /// Overwrites `block` with the next 10 ms. Runs on the producer thread and must not
     /// block for long: slow work (decoding, network) belongs on another thread.
     fn next_block(&mut self, block: &mut LiveBlock);
+
+    /// The source stops (`false`: its last listener left `idle_stop` ago) or starts again
+    /// (`true`: a listener arrived). A feed fed from outside lets its upstream go while
+    /// nobody listens; a wrapper passes this on to what it wraps.
+    fn set_listened(&mut self, listened: bool) {
+        let _ = listened;
+    }
 }
 
 /// What a live source plays.
@@ -345,10 +422,16 @@ impl LiveSpec {
     }
 }
 
+/// A feed handed to a running producer, which plays it from its next block on.
+type FeedSlot = Arc<Mutex<Option<Box<dyn LiveFeed>>>>;
+
 /// A running live source: a std thread decoding/encoding once into its ring. Stops on drop.
 pub struct LiveSource {
     ring: Arc<LiveRing>,
     stop: Arc<AtomicBool>,
+    next_feed: FeedSlot,
+    /// `idle_stop` in milliseconds; `KEEP_WARM` for none.
+    idle_stop_ms: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -363,17 +446,42 @@ impl LiveSource {
         LiveSource::spawn_feed(name, spec.into_feed(name, cache)?)
     }
 
-    /// Starts a producer for any feed (for sources this crate does not decode itself).
+    /// Starts a producer for any feed (for sources this crate does not decode itself). It
+    /// runs whether anybody listens or not.
     pub fn spawn_feed(name: &str, feed: Box<dyn LiveFeed>) -> Result<LiveSource, MediaError> {
+        LiveSource::spawn_lazy(name, feed, None)
+    }
+
+    /// Starts a producer that runs only while the source has listeners
+    /// ([`LiveRing::listen`]) when `idle_stop` is set: it starts stopped, starts when the
+    /// first listener arrives, and stops again once the last has been gone for
+    /// `idle_stop`. With `None` it runs from now on, listeners or not.
+    pub fn spawn_lazy(
+        name: &str,
+        feed: Box<dyn LiveFeed>,
+        idle_stop: Option<Duration>,
+    ) -> Result<LiveSource, MediaError> {
         let ring = Arc::new(LiveRing::new(name));
         let stop = Arc::new(AtomicBool::new(false));
+        let next_feed: FeedSlot = Arc::new(Mutex::new(None));
+        let idle_stop_ms = Arc::new(AtomicU64::new(idle_stop_to_ms(idle_stop)));
         let (ready_tx, ready_rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name(format!("live-{name}"))
             .spawn({
                 let ring = Arc::clone(&ring);
                 let stop = Arc::clone(&stop);
-                move || produce(&ring, feed, &stop, ready_tx)
+                let next_feed = Arc::clone(&next_feed);
+                let idle_stop_ms = Arc::clone(&idle_stop_ms);
+                move || {
+                    let producer = Producer {
+                        ring: &ring,
+                        stop: &stop,
+                        next_feed: &next_feed,
+                        idle_stop_ms: &idle_stop_ms,
+                    };
+                    producer.run(feed, ready_tx);
+                }
             })
             .map_err(|source| MediaError::Spawn {
                 name: name.to_string(),
@@ -386,6 +494,8 @@ impl LiveSource {
         Ok(LiveSource {
             ring,
             stop,
+            next_feed,
+            idle_stop_ms,
             thread: Some(thread),
         })
     }
@@ -394,6 +504,40 @@ impl LiveSource {
     pub fn ring(&self) -> Arc<LiveRing> {
         Arc::clone(&self.ring)
     }
+
+    /// Plays `feed` from the next block on instead of the current one, which is dropped on
+    /// the producer thread: listeners stay on the same ring and do not miss a packet (a
+    /// source reconfigured at run time, or removed while callers still listen).
+    pub fn replace_feed(&self, feed: Box<dyn LiveFeed>) {
+        let old = self
+            .next_feed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .replace(feed);
+        drop(old);
+        if let Some(thread) = &self.thread {
+            thread.thread().unpark();
+        }
+    }
+
+    /// Changes how long the source runs without listeners (`None`: it runs from now on,
+    /// listeners or not).
+    pub fn set_idle_stop(&self, idle_stop: Option<Duration>) {
+        self.idle_stop_ms
+            .store(idle_stop_to_ms(idle_stop), Ordering::Release);
+        if let Some(thread) = &self.thread {
+            thread.thread().unpark();
+        }
+    }
+}
+
+/// `idle_stop_ms` of a source kept warm.
+const KEEP_WARM: u64 = u64::MAX;
+
+fn idle_stop_to_ms(idle_stop: Option<Duration>) -> u64 {
+    idle_stop.map_or(KEEP_WARM, |d| {
+        u64::try_from(d.as_millis()).unwrap_or(KEEP_WARM - 1)
+    })
 }
 
 impl Drop for LiveSource {
@@ -417,45 +561,127 @@ impl std::fmt::Debug for LiveSource {
     }
 }
 
-/// The producer loop: keep blocks `[now, now + LEAD]` written, waking every `BATCH`.
-fn produce(ring: &LiveRing, mut feed: Box<dyn LiveFeed>, stop: &AtomicBool, ready: Sender<()>) {
-    let block_samples = BLOCK_SAMPLES as u64;
-    let lead = crate::samples_in(LEAD);
-    let batch = crate::samples_in(BATCH);
-    let mut block = LiveBlock::silence();
-    let mut next: u64 = 0;
-    let mut ready = Some(ready);
-    while !stop.load(Ordering::Acquire) {
-        let now = ring.position_at(Instant::now());
-        let now_block = now / block_samples;
-        if next < now_block {
-            // Fell behind (the machine stalled): resume at the present, radio-style.
-            tracing::warn!(
-                source = ring.name(),
-                behind_ms = (now_block - next) * 10,
-                "live source producer fell behind real time"
-            );
-            next = now_block;
+/// A source's producer thread.
+struct Producer<'a> {
+    ring: &'a LiveRing,
+    stop: &'a AtomicBool,
+    next_feed: &'a FeedSlot,
+    idle_stop_ms: &'a AtomicU64,
+}
+
+impl Producer<'_> {
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    fn idle_stop(&self) -> Option<Duration> {
+        match self.idle_stop_ms.load(Ordering::Acquire) {
+            KEEP_WARM => None,
+            ms => Some(Duration::from_millis(ms)),
         }
-        let target = (now + lead).div_ceil(block_samples);
-        while next < target {
-            feed.next_block(&mut block);
-            ring.write(next, &mut block);
-            next += 1;
-            ring.head.store(next * block_samples, Ordering::Release);
-        }
-        if let Some(tx) = ready.take() {
-            let _ = tx.send(());
-        }
-        // Sleep until the lead has shrunk by one batch.
-        let wake = ring.epoch + duration_of((next * block_samples + batch).saturating_sub(lead));
-        loop {
-            let now = Instant::now();
-            if now >= wake || stop.load(Ordering::Acquire) {
-                break;
+    }
+
+    /// Keeps blocks `[now, now + LEAD]` written, waking every `BATCH`; stops for want of
+    /// listeners when the source has an `idle_stop`.
+    fn run(&self, mut feed: Box<dyn LiveFeed>, ready: Sender<()>) {
+        let ring = self.ring;
+        let _ = ring.producer.set(std::thread::current());
+        let block_samples = BLOCK_SAMPLES as u64;
+        let lead = crate::samples_in(LEAD);
+        let batch = crate::samples_in(BATCH);
+        let mut block = LiveBlock::silence();
+        let mut next: u64 = 0;
+        let mut ready = Some(ready);
+        // When the last listener left; a lazy source starts stopped.
+        let mut unheard_since: Option<Instant> = None;
+        let mut not_yet_heard = self.idle_stop().is_some();
+        while !self.stopping() {
+            if let Some(replacement) = self.take_next_feed() {
+                feed = replacement;
             }
-            std::thread::park_timeout(wake - now);
+            if let Some(idle_stop) = self.idle_stop() {
+                if ring.listeners() > 0 {
+                    unheard_since = None;
+                    not_yet_heard = false;
+                } else if not_yet_heard
+                    || unheard_since.get_or_insert_with(Instant::now).elapsed() >= idle_stop
+                {
+                    not_yet_heard = false;
+                    if let Some(tx) = ready.take() {
+                        let _ = tx.send(());
+                    }
+                    feed = self.idle(feed);
+                    unheard_since = None;
+                    // Listeners start at the present; the blocks of the pause are gone.
+                    next = ring.position_at(Instant::now()) / block_samples;
+                    continue;
+                }
+            }
+            let now = ring.position_at(Instant::now());
+            let now_block = now / block_samples;
+            if next < now_block {
+                // Fell behind (the machine stalled): resume at the present, radio-style.
+                tracing::warn!(
+                    source = ring.name(),
+                    behind_ms = (now_block - next) * 10,
+                    "live source producer fell behind real time"
+                );
+                next = now_block;
+            }
+            let target = (now + lead).div_ceil(block_samples);
+            while next < target {
+                feed.next_block(&mut block);
+                ring.write(next, &mut block);
+                next += 1;
+                ring.head.store(next * block_samples, Ordering::Release);
+            }
+            if let Some(tx) = ready.take() {
+                let _ = tx.send(());
+            }
+            // Sleep until the lead has shrunk by one batch.
+            let wake =
+                ring.epoch + duration_of((next * block_samples + batch).saturating_sub(lead));
+            loop {
+                let now = Instant::now();
+                if now >= wake || self.stopping() {
+                    break;
+                }
+                std::thread::park_timeout(wake - now);
+            }
         }
+    }
+
+    fn take_next_feed(&self) -> Option<Box<dyn LiveFeed>> {
+        self.next_feed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+
+    /// Stopped for want of listeners: the feed lets its upstream go, and the thread sleeps
+    /// until a listener arrives (or the source stops). Returns the feed to play then.
+    fn idle(&self, mut feed: Box<dyn LiveFeed>) -> Box<dyn LiveFeed> {
+        let ring = self.ring;
+        feed.set_listened(false);
+        ring.active.store(false, Ordering::Release);
+        tracing::info!(source = ring.name(), "live source idle: no listeners");
+        while !self.stopping() && ring.listeners() == 0 && self.idle_stop().is_some() {
+            if let Some(replacement) = self.take_next_feed() {
+                feed = replacement;
+                feed.set_listened(false);
+            }
+            std::thread::park_timeout(IDLE_CHECK);
+        }
+        if self.stopping() {
+            return feed;
+        }
+        if let Some(replacement) = self.take_next_feed() {
+            feed = replacement;
+        }
+        ring.active.store(true, Ordering::Release);
+        feed.set_listened(true);
+        tracing::info!(source = ring.name(), "live source starts again");
+        feed
     }
 }
 
@@ -1110,5 +1336,121 @@ mod tests {
         .unwrap();
         let ring = empty.ring();
         assert!(ring.read(Law::Pcmu, ring.position_at(Instant::now()), &mut out));
+    }
+
+    /// A feed of one constant μ-law code that records what it was told.
+    struct Constant {
+        code: u8,
+        told: Arc<Mutex<Vec<bool>>>,
+    }
+
+    impl LiveFeed for Constant {
+        fn next_block(&mut self, block: &mut LiveBlock) {
+            let pcm = f32::from(g711::ulaw_decode(self.code)) / 32768.0;
+            block.set_pcm(&[pcm; BLOCK_SAMPLES]);
+        }
+
+        fn set_listened(&mut self, listened: bool) {
+            self.told.lock().unwrap().push(listened);
+        }
+    }
+
+    fn now_code(ring: &LiveRing) -> Option<u8> {
+        let mut out = [0u8; 80];
+        ring.read(Law::Pcmu, ring.position_at(Instant::now()), &mut out)
+            .then_some(out[40])
+    }
+
+    fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !f() {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_lazy_source_runs_only_while_listened_to() {
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let feed = Constant {
+            code: 0x20,
+            told: Arc::clone(&told),
+        };
+        let source =
+            LiveSource::spawn_lazy("lazy", Box::new(feed), Some(Duration::from_millis(200)))
+                .unwrap();
+        let ring = source.ring();
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!ring.is_active(), "nobody listens yet");
+        assert_eq!(now_code(&ring), None, "nothing is written while idle");
+        assert_eq!(*told.lock().unwrap(), [false]);
+
+        let listener = ring.listen();
+        assert_eq!(ring.listeners(), 1);
+        let woke = Instant::now();
+        wait_for("the first listener starts the source", || {
+            now_code(&ring) == Some(0x20)
+        });
+        assert!(
+            woke.elapsed() < Duration::from_millis(100),
+            "{:?}",
+            woke.elapsed()
+        );
+        assert!(ring.is_active());
+        let second = listener.clone();
+        assert_eq!(ring.listeners(), 2);
+        drop(listener);
+        std::thread::sleep(Duration::from_millis(400));
+        assert!(ring.is_active(), "one listener is left");
+        drop(second);
+        assert_eq!(ring.listeners(), 0);
+        let left = Instant::now();
+        wait_for("the source stops after idle_stop", || !ring.is_active());
+        assert!(
+            left.elapsed() >= Duration::from_millis(180),
+            "{:?}",
+            left.elapsed()
+        );
+        assert_eq!(*told.lock().unwrap(), [false, true, false]);
+
+        // Kept warm from now on: it runs without listeners.
+        source.set_idle_stop(None);
+        wait_for("a source kept warm runs", || ring.is_active());
+        wait_for("and writes", || now_code(&ring) == Some(0x20));
+    }
+
+    #[test]
+    fn a_replaced_feed_plays_on_the_same_ring_without_a_gap() {
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let source = LiveSource::spawn_feed(
+            "swap",
+            Box::new(Constant {
+                code: 0x20,
+                told: Arc::clone(&told),
+            }),
+        )
+        .unwrap();
+        let ring = source.ring();
+        let listener = ring.listen();
+        wait_for("the first feed plays", || now_code(&ring) == Some(0x20));
+        source.replace_feed(Box::new(Constant {
+            code: 0x40,
+            told: Arc::clone(&told),
+        }));
+        // Every block from now to well after the swap is written, by one feed or the other.
+        let from = ring.position_at(Instant::now());
+        wait_for("the new feed plays", || now_code(&ring) == Some(0x40));
+        std::thread::sleep(Duration::from_millis(50));
+        let to = ring.position_at(Instant::now());
+        let mut out = vec![0u8; usize::try_from(to - from).unwrap()];
+        assert!(
+            listener.read(Law::Pcmu, from, &mut out),
+            "no block was missed"
+        );
+        assert!(out.iter().all(|&c| c == 0x20 || c == 0x40));
+        assert!(
+            told.lock().unwrap().is_empty(),
+            "a source kept warm is never idle"
+        );
     }
 }

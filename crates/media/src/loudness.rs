@@ -129,6 +129,10 @@ impl LiveFeed for ProcessedFeed {
         self.inner.next_block(block);
         self.chain.process_block(block.pcm_mut());
     }
+
+    fn set_listened(&mut self, listened: bool) {
+        self.inner.set_listened(listened);
+    }
 }
 
 /// The processing stages of one source.

@@ -3,15 +3,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::{Clip, Law, LiveRing, duration_of, samples_in};
+use crate::{Clip, Law, LiveListener, LiveRing, duration_of, samples_in};
 
 /// One entry of a play plan.
 #[derive(Clone, Debug)]
 pub enum PlayItem {
     /// A decoded clip, played from its start.
     Clip(Arc<Clip>),
-    /// A live source at its current position; never ends by itself.
-    Live(Arc<LiveRing>),
+    /// A live source at its current position; never ends by itself. Counts as one of the
+    /// source's listeners while the plan holds it.
+    Live(LiveListener),
     /// Silence of the given length (rounded to whole samples).
     Silence(Duration),
     /// A point in the plan (SSML `<mark>`): takes no time; reaching it is reported by
@@ -107,7 +108,7 @@ impl Playout {
     /// A plan of one live source, played forever.
     pub fn live(ring: Arc<LiveRing>) -> Playout {
         Playout::new(
-            vec![PlayItem::Live(ring)],
+            vec![PlayItem::Live(ring.listen())],
             Repeat::Forever,
             Duration::ZERO,
             None,
@@ -776,7 +777,7 @@ mod tests {
         let mut p = Playout::new(
             vec![
                 PlayItem::Clip(Arc::clone(&clip)),
-                PlayItem::Live(Arc::clone(&ring)),
+                PlayItem::Live(ring.listen()),
             ],
             Repeat::Times(1),
             Duration::ZERO,

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 
-use crate::{BLOCK_SAMPLES, LEAD, Law, LiveBlock, LiveFeed, LiveRing, StreamInfo};
+use crate::{BLOCK_SAMPLES, LEAD, Law, LiveBlock, LiveFeed, LiveListener, LiveRing, StreamInfo};
 
 /// Audio buffered before an upstream is played (again), unless configured otherwise.
 pub const DEFAULT_PREBUFFER: Duration = Duration::from_secs(1);
@@ -36,6 +36,9 @@ pub const DEFAULT_STALL: Duration = Duration::from_secs(2);
 const MIN_HEADROOM: Duration = Duration::from_millis(500);
 /// How long the worker sleeps before retrying a push into a full queue.
 const PUSH_RETRY: Duration = Duration::from_millis(10);
+/// How long a source started for a listener plays silence, not its fallback, while its
+/// upstream connects and pre-buffers.
+const QUIET_START: Duration = Duration::from_millis(1500);
 /// A fallback source's ring is followed from this far behind its present at most.
 const MAX_FOLLOW_LAG: u64 = 8000;
 
@@ -209,6 +212,8 @@ pub struct Upstream {
     /// 0 while it is not waiting.
     waiting_since: AtomicU64,
     stop: AtomicBool,
+    /// Somebody listens (or the source is kept warm): the worker keeps the upstream.
+    wanted: AtomicBool,
     phase: AtomicU8,
     /// The feed plays the upstream (not the fallback).
     on_upstream: AtomicBool,
@@ -230,6 +235,7 @@ impl Upstream {
             epoch: Instant::now(),
             waiting_since: AtomicU64::new(0),
             stop: AtomicBool::new(false),
+            wanted: AtomicBool::new(true),
             phase: AtomicU8::new(PHASE_IDLE),
             on_upstream: AtomicBool::new(false),
             attempts: AtomicU64::new(0),
@@ -264,6 +270,23 @@ impl Upstream {
     /// True once [`stop`](Upstream::stop) was called.
     pub fn is_stopped(&self) -> bool {
         self.stop.load(Ordering::Acquire)
+    }
+
+    /// Whether the upstream is wanted: false while its source is idle for want of
+    /// listeners, when the worker lets the connection (or the program) go until it is
+    /// wanted again. Upstreams are wanted from the start unless told otherwise.
+    pub fn set_wanted(&self, wanted: bool) {
+        self.wanted.store(wanted, Ordering::Release);
+    }
+
+    /// See [`set_wanted`](Upstream::set_wanted).
+    pub fn is_wanted(&self) -> bool {
+        self.wanted.load(Ordering::Acquire)
+    }
+
+    /// The worker's current connection must end: the source stopped, or nobody listens.
+    pub fn should_let_go(&self) -> bool {
+        self.is_stopped() || !self.is_wanted()
     }
 
     /// Wraps the upstream's byte stream, so that the feed sees a stall while it lasts and
@@ -430,7 +453,7 @@ impl UpstreamWriter {
                     match self.up.queue.push(chunk) {
                         Ok(()) => break,
                         Err(back) => {
-                            if self.up.is_stopped() {
+                            if self.up.should_let_go() {
                                 return ControlFlow::Break(());
                             }
                             chunk = back;
@@ -443,7 +466,7 @@ impl UpstreamWriter {
                 }
             }
         }
-        if self.up.is_stopped() {
+        if self.up.should_let_go() {
             ControlFlow::Break(())
         } else {
             ControlFlow::Continue(())
@@ -493,10 +516,14 @@ pub struct WatchedRead<R> {
 
 impl<R: Read> Read for WatchedRead<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.up.is_stopped() {
+        if self.up.should_let_go() {
             return Err(std::io::Error::new(
                 ErrorKind::ConnectionAborted,
-                "the live source stopped",
+                if self.up.is_stopped() {
+                    "the live source stopped"
+                } else {
+                    "the live source has no listeners"
+                },
             ));
         }
         let up = &self.up;
@@ -525,6 +552,9 @@ pub struct UpstreamFeed {
     stall_switch: Duration,
     /// When listeners last started hearing the fallback.
     fallback_since: Instant,
+    /// Started for a listener: silence, not the fallback, until then (see
+    /// [`LiveFeed::set_listened`]).
+    quiet_until: Option<Instant>,
 }
 
 impl UpstreamFeed {
@@ -537,12 +567,14 @@ impl UpstreamFeed {
             fallback: FallbackPlayer {
                 kind: fallback,
                 cursor: None,
+                listener: None,
             },
             held: None,
             playing: false,
             prebuffer_blocks: blocks_in(settings.prebuffer).max(1),
             stall_switch: settings.stall_switch(),
             fallback_since: Instant::now(),
+            quiet_until: None,
         }
     }
 
@@ -557,6 +589,9 @@ impl UpstreamFeed {
 
     fn switch_to_upstream(&mut self) {
         self.playing = true;
+        self.quiet_until = None;
+        // A fallback source is listened to only while it is heard.
+        self.fallback.release();
         self.up.on_upstream.store(true, Ordering::Release);
         // The fallback picks up at its present next time.
         self.fallback.cursor = None;
@@ -608,6 +643,23 @@ impl LiveFeed for UpstreamFeed {
     fn next_block(&mut self, block: &mut LiveBlock) {
         self.next_block_at(block, Instant::now());
     }
+
+    fn set_listened(&mut self, listened: bool) {
+        self.up.set_wanted(listened);
+        if listened {
+            // The worker connects now; until its audio is buffered, or the attempt fails,
+            // or `QUIET_START` (at most a stall's time) has passed, listeners hear silence
+            // rather than the fallback: a caller put on hold expects music after a moment,
+            // not a tone.
+            self.quiet_until = Some(Instant::now() + self.up.settings.stall.min(QUIET_START));
+        } else {
+            self.playing = false;
+            self.up.on_upstream.store(false, Ordering::Release);
+            self.fallback.release();
+            self.held = None;
+            while self.up.queue.pop().is_some() {}
+        }
+    }
 }
 
 impl UpstreamFeed {
@@ -630,6 +682,13 @@ impl UpstreamFeed {
             }
             self.switch_to_fallback("the upstream ran dry");
         }
+        if let Some(until) = self.quiet_until {
+            if now < until && self.up.phase.load(Ordering::Acquire) != PHASE_FAILED {
+                block.set_silence();
+                return;
+            }
+            self.quiet_until = None;
+        }
         self.fallback.fill(block);
     }
 }
@@ -642,17 +701,56 @@ impl Drop for UpstreamFeed {
     }
 }
 
+/// Plays a [`Fallback`] as a feed of its own: what a source that is gone plays to the
+/// listeners it still has.
+pub struct FallbackFeed(FallbackPlayer);
+
+impl FallbackFeed {
+    /// A feed of `fallback`.
+    pub fn new(fallback: Fallback) -> FallbackFeed {
+        FallbackFeed(FallbackPlayer {
+            kind: fallback,
+            cursor: None,
+            listener: None,
+        })
+    }
+}
+
+impl LiveFeed for FallbackFeed {
+    fn next_block(&mut self, block: &mut LiveBlock) {
+        self.0.fill(block);
+    }
+
+    fn set_listened(&mut self, listened: bool) {
+        if !listened {
+            self.0.release();
+        }
+    }
+}
+
 struct FallbackPlayer {
     kind: Fallback,
     /// Next position to read in a fallback source's ring.
     cursor: Option<u64>,
+    /// This source listens to its fallback source while playing it, so that a lazily
+    /// started fallback source runs then.
+    listener: Option<LiveListener>,
 }
 
 impl FallbackPlayer {
+    /// Not heard any more: a fallback source may stop for want of listeners.
+    fn release(&mut self) {
+        self.listener = None;
+        self.cursor = None;
+    }
+
     fn fill(&mut self, block: &mut LiveBlock) {
         match &mut self.kind {
             Fallback::Feed(feed) => feed.next_block(block),
             Fallback::Source(ring) => {
+                if self.listener.is_none() {
+                    self.listener = Some(ring.listen());
+                }
                 // The ring's present was written a lead ago; following it block by block
                 // from there stays within what is written, one lead behind its own
                 // listeners, which nobody can hear.

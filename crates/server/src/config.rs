@@ -362,6 +362,16 @@ pub struct ExternalAudio {
     /// (1…8); default 1.
     #[serde(default)]
     pub channels: Option<u16>,
+    /// Seconds a source keeps running after its last listener left (0…86,400); default 60.
+    /// A source starts when its first listener arrives: an `http` source connects, a
+    /// `command` source starts its program, a playlist goes on where it stopped. Ignored
+    /// with `keep_warm`.
+    #[serde(default)]
+    pub idle_stop_s: Option<u32>,
+    /// Run the source from start-up on, listeners or not: its first caller hears it at
+    /// once, without waiting for a connection and a pre-buffer.
+    #[serde(default)]
+    pub keep_warm: bool,
 }
 
 /// What a `kind = "command"` source's program writes to its stdout.
@@ -403,7 +413,22 @@ impl ExternalAudio {
             format: None,
             sample_rate: None,
             channels: None,
+            idle_stop_s: None,
+            keep_warm: false,
         }
+    }
+
+    /// `idle_stop_s` when not given.
+    pub const DEFAULT_IDLE_STOP_S: u32 = 60;
+
+    /// How long the source runs without listeners before it stops; `None` when it is kept
+    /// warm.
+    pub fn idle_stop(&self) -> Option<std::time::Duration> {
+        (!self.keep_warm).then(|| {
+            std::time::Duration::from_secs(u64::from(
+                self.idle_stop_s.unwrap_or(Self::DEFAULT_IDLE_STOP_S),
+            ))
+        })
     }
 
     /// `prebuffer_ms` when not given.
@@ -574,6 +599,14 @@ impl ExternalAudio {
                     format!("{file:?} must name a file under the audio root"),
                 ));
             }
+        }
+        if let Some(s) = self.idle_stop_s
+            && s > 86_400
+        {
+            return Err(invalid(
+                "idle_stop_s",
+                format!("{s} s is outside 0…86400 s"),
+            ));
         }
         match (self.chime_every_s, &self.chime) {
             (Some(_), None) => Err(invalid(

@@ -31,6 +31,7 @@ mod upstream;
 
 pub use config::{Config, ConfigError};
 pub use demo::write_demo_music;
+pub use live::SourcesReload;
 
 use imss_media::ClipCache;
 use imss_rtp::PortAllocator;
@@ -90,10 +91,50 @@ pub struct RunningServer {
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     health: Arc<imss_web::Health>,
+    shared: Arc<Shared>,
+}
+
+/// What [`RunningServer::reload`] applied, and what it could not.
+#[derive(Debug, Default, PartialEq)]
+pub struct ReloadReport {
+    /// Live sources added, changed and removed.
+    pub sources: SourcesReload,
+    /// Sections of the new configuration that differ from the running one and take effect
+    /// only after a restart (ports, bind addresses, folders, …).
+    pub needs_restart: Vec<&'static str>,
 }
 
 impl RunningServer {
     /// Stops accepting calls, ends every call with BYE, and waits for the tasks.
+    /// Applies a new, validated configuration as far as it can change while calls run: the
+    /// live sources (`[[external_audio]]`). Listeners of unchanged sources are not touched;
+    /// see [`ReloadReport`] for the rest.
+    pub fn reload(&self, config: &Config) -> ReloadReport {
+        let running = &self.shared.config;
+        let mut needs_restart = Vec::new();
+        let sections: [(&'static str, bool); 10] = [
+            ("general", config.general != running.general),
+            ("sip", config.sip != running.sip),
+            ("mrcp", config.mrcp != running.mrcp),
+            ("rtp", config.rtp != running.rtp),
+            ("http", config.http != running.http),
+            ("audio", config.audio != running.audio),
+            ("http_audio", config.http_audio != running.http_audio),
+            ("mail", config.mail != running.mail),
+            ("tts", config.tts != running.tts),
+            ("notifier", config.notifier != running.notifier),
+        ];
+        for (name, differs) in sections {
+            if differs {
+                needs_restart.push(name);
+            }
+        }
+        ReloadReport {
+            sources: self.shared.sources.reload(config),
+            needs_restart,
+        }
+    }
+
     pub async fn shutdown(self) {
         self.health.set_draining();
         let _ = self.shutdown.send(true);
@@ -270,6 +311,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     };
     let mrcp_tls_addr = mrcp_tls.as_ref().map(|(_, a)| *a);
 
+    let shared_for_reload;
     let shared = Arc::new(Shared {
         config,
         clips,
@@ -300,6 +342,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         mrcp: mrcp_listener,
         mrcp_tls: mrcp_tls.map(|(l, _)| l),
     };
+    shared_for_reload = Arc::clone(&shared);
     tasks.push(tokio::spawn(sip_shell::run(
         shared,
         listeners,
@@ -317,5 +360,6 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         shutdown,
         tasks,
         health,
+        shared: shared_for_reload,
     })
 }

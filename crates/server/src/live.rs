@@ -1,15 +1,22 @@
-//! The named live sources of `[[external_audio]]`, started once and shared by every listener.
+//! The named live sources of `[[external_audio]]`, shared by every listener.
+//!
+//! A source runs while it has listeners (callers' play plans, or another source playing it
+//! as its fallback) and for `idle_stop_s` after the last has gone, unless `keep_warm`:
+//! see [`LiveSource::spawn_lazy`]. The set of sources can change at run time
+//! ([`LiveSources::reload`]): a changed source keeps its ring, so its listeners go on
+//! hearing it without a gap, and a removed source that still has listeners plays its
+//! fallback to them until they leave.
 
 use crate::config::{Config, ExternalAudio, SourceKind};
 use crate::upstream::UpstreamWorker;
 use imss_media::{
-    ChimeFeed, Clip, ClipCache, DEFAULT_CEILING_DBFS, DEFAULT_TARGET_LUFS, Fallback, LiveFeed,
-    LiveRing, LiveSource, LiveSpec, MediaError, PlayItem, ProcessedFeed, Processing,
+    ChimeFeed, Clip, ClipCache, DEFAULT_CEILING_DBFS, DEFAULT_TARGET_LUFS, Fallback, FallbackFeed,
+    LiveFeed, LiveRing, LiveSource, LiveSpec, PlayItem, ProcessedFeed, Processing, SourceState,
     UpstreamStatus,
 };
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 /// Level of tones when the configuration gives none.
@@ -17,60 +24,179 @@ const DEFAULT_TONE_DBFS: f64 = -12.0;
 /// Frequency of the fallback tone.
 const FALLBACK_TONE_HZ: f64 = 440.0;
 
-/// Running live sources by lower-cased name.
+/// The configured live sources.
 pub(crate) struct LiveSources {
-    by_name: HashMap<String, LiveSource>,
-    /// What each new listener of a source hears before joining it, by lower-cased name.
-    announcements: HashMap<String, Arc<Clip>>,
-    /// The upstream workers of `http` and `command` sources, by lower-cased name; dropped
-    /// after the sources' producers.
-    upstreams: HashMap<String, UpstreamWorker>,
+    clips: Arc<ClipCache>,
+    root: PathBuf,
+    inner: RwLock<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Running sources by lower-cased name.
+    by_name: HashMap<String, Entry>,
+    /// Removed sources that still had listeners: they play their fallback until the last
+    /// leaves.
+    retired: Vec<Entry>,
+}
+
+/// One running source.
+struct Entry {
+    ext: ExternalAudio,
+    /// What each new listener hears before joining the source.
+    announcement: Option<Arc<Clip>>,
+    /// Dropped before `upstream`: the producer stops before its worker.
+    source: LiveSource,
+    /// The worker of an `http` or `command` source.
+    upstream: Option<UpstreamWorker>,
+}
+
+/// A source's state for the web interface, metrics and the Notifier.
+#[derive(Clone, Debug, PartialEq)]
+#[allow(dead_code)] // Read by the web UI, metrics and the Notifier (later issues) and tests.
+pub(crate) struct SourceStatus {
+    /// The configured name.
+    pub name: String,
+    /// `tone`, `silence`, `playlist`, `http` or `command`.
+    pub kind: SourceKind,
+    /// What listeners hear: `idle` while stopped for want of listeners.
+    pub state: SourceState,
+    /// Callers (and sources playing this one as their fallback) listening now.
+    pub listeners: usize,
+    /// Upstream health of an `http` or `command` source.
+    pub upstream: Option<UpstreamStatus>,
+}
+
+/// What a reload changed, by source name.
+#[derive(Debug, Default, PartialEq)]
+pub struct SourcesReload {
+    /// Sources started.
+    pub added: Vec<String>,
+    /// Sources whose settings changed: listeners stay and hear the new settings.
+    pub changed: Vec<String>,
+    /// Sources removed; listeners still on them hear their fallback.
+    pub removed: Vec<String>,
 }
 
 impl LiveSources {
-    /// Starts every configured source. A source that cannot start plays its fallback, so a
-    /// caller never meets a missing source because of a bad file or an unreachable stream.
+    /// Starts every configured source (a lazy one stopped until its first listener). A
+    /// source that cannot start plays its fallback, so a caller never meets a missing
+    /// source because of a bad file or an unreachable stream.
     pub fn start(config: &Config, clips: &Arc<ClipCache>) -> LiveSources {
-        let root = config.audio_root();
-        let mut by_name = HashMap::new();
-        let mut announcements = HashMap::new();
-        let mut fed_from_outside = Vec::new();
-        for ext in &config.external_audio {
-            let recordings = Recordings::load(ext, &root, clips);
-            if let Some(clip) = &recordings.announcement {
-                announcements.insert(ext.name.to_ascii_lowercase(), Arc::clone(clip));
+        let sources = LiveSources {
+            clips: Arc::clone(clips),
+            root: config.audio_root(),
+            inner: RwLock::new(Inner::default()),
+        };
+        let mut inner = sources.write();
+        for ext in in_fallback_order(&config.external_audio) {
+            if let Some(entry) = sources.start_one(ext, &inner.by_name) {
+                inner.by_name.insert(key(&ext.name), entry);
             }
-            if matches!(ext.kind, SourceKind::Http | SourceKind::Command) {
-                // Started below, once the sources they may fall back to are running.
-                fed_from_outside.push((ext, recordings));
-                continue;
-            }
-            let spec = match spec_for(ext, &root) {
-                Ok(spec) => spec,
-                Err(why) => {
-                    tracing::warn!(source = %ext.name, %why, "live source plays its fallback");
-                    fallback_spec(ext)
+        }
+        drop(inner);
+        sources
+    }
+
+    /// Applies a new `[[external_audio]]` list: starts added sources, gives changed ones
+    /// their new settings on the same ring, and retires removed ones (their listeners hear
+    /// the fallback). Sources whose settings did not change are not touched.
+    pub fn reload(&self, config: &Config) -> SourcesReload {
+        let mut report = SourcesReload::default();
+        // Stopped once the lock is released: a worker may take a moment to finish.
+        let mut finished: Vec<Entry> = Vec::new();
+        let mut old_workers: Vec<UpstreamWorker> = Vec::new();
+        let mut inner = self.write();
+        for ext in in_fallback_order(&config.external_audio) {
+            let k = key(&ext.name);
+            match inner.by_name.get(&k) {
+                Some(entry) if entry.ext == *ext => {}
+                Some(_) => {
+                    let (feed, worker, announcement) = self.feed_for(ext, &inner.by_name);
+                    let entry = inner.by_name.get_mut(&k).expect("looked up above");
+                    entry.source.replace_feed(feed);
+                    entry.source.set_idle_stop(ext.idle_stop());
+                    old_workers.extend(std::mem::replace(&mut entry.upstream, worker));
+                    entry.announcement = announcement;
+                    entry.ext = ext.clone();
+                    tracing::info!(source = %ext.name, kind = ?ext.kind, listeners = entry.source.ring().listeners(), "live source changed");
+                    report.changed.push(ext.name.clone());
                 }
-            };
-            match spawn(ext, spec, clips, &recordings) {
-                Ok(source) => {
-                    tracing::info!(source = %ext.name, kind = ?ext.kind, "live source started");
-                    by_name.insert(ext.name.to_ascii_lowercase(), source);
-                }
-                Err(e) => {
-                    tracing::error!(source = %ext.name, error = %e, "live source failed to start");
-                    if let Ok(source) = spawn(ext, fallback_spec(ext), clips, &recordings) {
-                        by_name.insert(ext.name.to_ascii_lowercase(), source);
+                None => {
+                    if let Some(entry) = self.start_one(ext, &inner.by_name) {
+                        inner.by_name.insert(k, entry);
+                        report.added.push(ext.name.clone());
                     }
                 }
             }
         }
-        let upstreams = start_upstreams(fed_from_outside, &mut by_name, clips);
-        LiveSources {
-            by_name,
-            announcements,
-            upstreams,
+        let gone: Vec<String> = inner
+            .by_name
+            .keys()
+            .filter(|k| !config.external_audio.iter().any(|e| key(&e.name) == **k))
+            .cloned()
+            .collect();
+        for k in gone {
+            let Some(mut entry) = inner.by_name.remove(&k) else {
+                continue;
+            };
+            let listeners = entry.source.ring().listeners();
+            report.removed.push(entry.ext.name.clone());
+            tracing::info!(source = %entry.ext.name, listeners, "live source removed");
+            if listeners > 0 {
+                let fallback = fallback_of(&entry.ext, &inner.by_name, &self.clips);
+                entry
+                    .source
+                    .replace_feed(Box::new(FallbackFeed::new(fallback)));
+                entry.source.set_idle_stop(Some(Duration::ZERO));
+                old_workers.extend(entry.upstream.take());
+                inner.retired.push(entry);
+            } else {
+                finished.push(entry);
+            }
         }
+        let (heard, done): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut inner.retired)
+            .into_iter()
+            .partition(|e| e.source.ring().listeners() > 0);
+        inner.retired = heard;
+        finished.extend(done);
+        drop(inner);
+        drop(old_workers);
+        drop(finished);
+        report
+    }
+
+    /// The state of the source called `name` (case-insensitive).
+    #[allow(dead_code)] // Read by the web UI, metrics and the Notifier (later issues) and tests.
+    pub fn status(&self, name: &str) -> Option<SourceStatus> {
+        let inner = self.read();
+        let entry = inner.by_name.get(&key(name))?;
+        let ring = entry.source.ring();
+        let upstream = entry.upstream.as_ref().map(|w| w.upstream().status());
+        let state = if !ring.is_active() {
+            SourceState::Idle
+        } else {
+            upstream.as_ref().map_or(SourceState::Playing, |u| u.state)
+        };
+        Some(SourceStatus {
+            name: entry.ext.name.clone(),
+            kind: entry.ext.kind,
+            state,
+            listeners: ring.listeners(),
+            upstream,
+        })
+    }
+
+    /// The state of every source, in no particular order.
+    #[allow(dead_code)] // Read by the web UI, metrics and the Notifier (later issues) and tests.
+    pub fn statuses(&self) -> Vec<SourceStatus> {
+        let names: Vec<String> = self
+            .read()
+            .by_name
+            .values()
+            .map(|e| e.ext.name.clone())
+            .collect();
+        names.iter().filter_map(|n| self.status(n)).collect()
     }
 
     /// The health of the `http` or `command` source called `name` (case-insensitive):
@@ -78,123 +204,158 @@ impl LiveSources {
     /// kinds, which have no upstream to fail.
     #[allow(dead_code)] // Read by the web UI, metrics and the Notifier (later issues) and tests.
     pub fn health(&self, name: &str) -> Option<UpstreamStatus> {
-        self.upstreams
-            .get(&name.to_ascii_lowercase())
-            .map(|w| w.upstream().status())
+        self.status(name)?.upstream
     }
 
     /// The ring of the source called `name` (case-insensitive).
     pub fn ring(&self, name: &str) -> Option<Arc<LiveRing>> {
-        self.by_name
-            .get(&name.to_ascii_lowercase())
-            .map(LiveSource::ring)
+        self.read().by_name.get(&key(name)).map(|e| e.source.ring())
     }
 
     /// The announcement of the source called `name`, if it has one.
     pub fn announcement(&self, name: &str) -> Option<Arc<Clip>> {
-        self.announcements.get(&name.to_ascii_lowercase()).cloned()
+        self.read()
+            .by_name
+            .get(&key(name))
+            .and_then(|e| e.announcement.clone())
     }
 
     /// What a new listener of `name` plays: the source's announcement, if any, then the
-    /// source itself. `None` when there is no such source.
+    /// source itself (which starts now if it was idle). `None` when there is no such
+    /// source.
     pub fn listen(&self, name: &str) -> Option<Vec<PlayItem>> {
-        let ring = self.ring(name)?;
-        let mut items: Vec<PlayItem> = self
-            .announcement(name)
+        let inner = self.read();
+        let entry = inner.by_name.get(&key(name))?;
+        let mut items: Vec<PlayItem> = entry
+            .announcement
+            .clone()
             .map(PlayItem::Clip)
             .into_iter()
             .collect();
-        items.push(PlayItem::Live(ring));
+        items.push(PlayItem::Live(entry.source.ring().listen()));
         Some(items)
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        // The map holds whole entries, replaced in one step: a panic elsewhere leaves it
+        // usable.
+        self.inner
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Starts the source `ext`; its fallback source, if any, is in `running` already.
+    fn start_one(&self, ext: &ExternalAudio, running: &HashMap<String, Entry>) -> Option<Entry> {
+        let (feed, upstream, announcement) = self.feed_for(ext, running);
+        match LiveSource::spawn_lazy(&ext.name, feed, ext.idle_stop()) {
+            Ok(source) => {
+                tracing::info!(source = %ext.name, kind = ?ext.kind, keep_warm = ext.keep_warm, "live source started");
+                Some(Entry {
+                    ext: ext.clone(),
+                    announcement,
+                    source,
+                    upstream,
+                })
+            }
+            Err(e) => {
+                tracing::error!(source = %ext.name, error = %e, "live source failed to start");
+                None
+            }
+        }
+    }
+
+    /// The feed of `ext`, processed as configured, with the worker of an upstream-fed
+    /// source and the announcement. What cannot be set up (a bad file, an unusable URL)
+    /// is logged, and the feed is then the source's fallback.
+    fn feed_for(
+        &self,
+        ext: &ExternalAudio,
+        running: &HashMap<String, Entry>,
+    ) -> (Box<dyn LiveFeed>, Option<UpstreamWorker>, Option<Arc<Clip>>) {
+        let recordings = Recordings::load(ext, &self.root, &self.clips);
+        let announcement = recordings.announcement.clone();
+        if matches!(ext.kind, SourceKind::Http | SourceKind::Command) {
+            let fallback = fallback_of(ext, running, &self.clips);
+            match crate::upstream::start(ext, fallback) {
+                Ok((feed, worker)) => {
+                    return (process(ext, feed, &recordings), Some(worker), announcement);
+                }
+                Err(why) => {
+                    tracing::error!(source = %ext.name, %why, "live source cannot reach its upstream; it plays its fallback");
+                }
+            }
+        } else {
+            match spec_for(ext, &self.root).and_then(|spec| {
+                spec.into_feed(&ext.name, Arc::clone(&self.clips))
+                    .map_err(|e| e.to_string())
+            }) {
+                Ok(feed) => return (process(ext, feed, &recordings), None, announcement),
+                Err(why) => {
+                    tracing::warn!(source = %ext.name, %why, "live source plays its fallback");
+                }
+            }
+        }
+        let feed = fallback_spec(ext)
+            .into_feed(&ext.name, Arc::clone(&self.clips))
+            .expect("a 440 Hz tone at -12 dBFS and silence are valid feeds");
+        (process(ext, feed, &recordings), None, announcement)
     }
 }
 
-/// Starts the `http` and `command` sources, each after the source it falls back to (the
-/// configuration has no fallback loops). Their listeners hear the fallback until the
-/// upstream delivers; one whose worker cannot start plays its fallback for good.
-fn start_upstreams(
-    mut pending: Vec<(&ExternalAudio, Recordings)>,
-    by_name: &mut HashMap<String, LiveSource>,
-    clips: &Arc<ClipCache>,
-) -> HashMap<String, UpstreamWorker> {
-    let mut workers = HashMap::new();
+fn key(name: &str) -> String {
+    name.to_ascii_lowercase()
+}
+
+/// The sources in an order that starts each after the source it falls back to (the
+/// configuration has no fallback loops; should one slip through, it is broken anywhere).
+fn in_fallback_order(all: &[ExternalAudio]) -> Vec<&ExternalAudio> {
+    let mut pending: Vec<&ExternalAudio> = all.iter().collect();
+    let mut ordered = Vec::with_capacity(all.len());
     while !pending.is_empty() {
-        let waits_for_pending = |ext: &ExternalAudio, pending: &[(&ExternalAudio, Recordings)]| {
+        let waits = |ext: &ExternalAudio, pending: &[&ExternalAudio]| {
             ext.fallback.as_deref().is_some_and(|f| {
-                pending.iter().any(|(p, _)| {
+                pending.iter().any(|p| {
                     p.name.eq_ignore_ascii_case(f) && !p.name.eq_ignore_ascii_case(&ext.name)
                 })
             })
         };
-        // The first whose fallback is running (or none, should a loop slip through).
         let next = (0..pending.len())
-            .find(|&i| !waits_for_pending(pending[i].0, &pending))
+            .find(|&i| !waits(pending[i], &pending))
             .unwrap_or(0);
-        let (ext, recordings) = pending.remove(next);
-        let key = ext.name.to_ascii_lowercase();
-        let fallback = upstream_fallback(ext, by_name, clips);
-        let started = crate::upstream::start(ext, fallback).and_then(|(feed, worker)| {
-            LiveSource::spawn_feed(&ext.name, process(ext, feed, &recordings))
-                .map(|source| (source, worker))
-                .map_err(|e| e.to_string())
-        });
-        match started {
-            Ok((source, worker)) => {
-                tracing::info!(source = %ext.name, kind = ?ext.kind, "live source started");
-                by_name.insert(key.clone(), source);
-                workers.insert(key, worker);
-            }
-            Err(e) => {
-                tracing::error!(source = %ext.name, error = %e, "live source failed to start; it plays its fallback");
-                if let Ok(source) = spawn(ext, fallback_spec(ext), clips, &recordings) {
-                    by_name.insert(key, source);
-                }
-            }
-        }
+        ordered.push(pending.remove(next));
     }
-    workers
+    ordered
 }
 
-/// What listeners of an upstream-fed source hear while it cannot be played: another
-/// source's ring, or a tone or silence of its own.
-fn upstream_fallback(
+/// What listeners of `ext` hear while it cannot be played: another source's ring, or a
+/// tone or silence of its own.
+fn fallback_of(
     ext: &ExternalAudio,
-    by_name: &HashMap<String, LiveSource>,
+    running: &HashMap<String, Entry>,
     clips: &Arc<ClipCache>,
 ) -> Fallback {
     if let Some(name) = ext.fallback.as_deref()
         && name != "tone"
         && name != "silence"
     {
-        match by_name.get(&name.to_ascii_lowercase()) {
-            Some(source) => return Fallback::Source(source.ring()),
+        match running.get(&key(name)) {
+            Some(entry) => return Fallback::Source(entry.source.ring()),
             None => {
                 tracing::warn!(source = %ext.name, fallback = name, "the fallback source is not running; a tone stands in");
             }
         }
     }
-    let spec = match ext.fallback.as_deref() {
-        Some("silence") => LiveSpec::Silence,
-        _ => LiveSpec::Tone {
-            frequency_hz: FALLBACK_TONE_HZ,
-            level_dbfs: DEFAULT_TONE_DBFS,
-        },
-    };
     Fallback::Feed(
-        spec.into_feed(&ext.name, Arc::clone(clips))
+        fallback_spec(ext)
+            .into_feed(&ext.name, Arc::clone(clips))
             .expect("a 440 Hz tone at -12 dBFS and silence are valid feeds"),
     )
-}
-
-/// Starts the producer of `spec` with the source's processing around its feed.
-fn spawn(
-    ext: &ExternalAudio,
-    spec: LiveSpec,
-    clips: &Arc<ClipCache>,
-    recordings: &Recordings,
-) -> Result<LiveSource, MediaError> {
-    let feed = spec.into_feed(&ext.name, Arc::clone(clips))?;
-    LiveSource::spawn_feed(&ext.name, process(ext, feed, recordings))
 }
 
 /// Wraps a source's feed in what its configuration asks for: loudness processing (gain,
@@ -357,5 +518,135 @@ fn under_root(root: &Path, p: &Path) -> PathBuf {
         p.to_path_buf()
     } else {
         root.join(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imss_media::{Law, LiveListener};
+    use std::time::Instant;
+
+    /// The share of the energy of 8 kHz μ-law `codes` at `hz`.
+    fn tone_share(codes: &[u8], hz: f64) -> f64 {
+        let (mut s, mut c, mut p) = (0.0, 0.0, 0.0);
+        for (i, &b) in codes.iter().enumerate() {
+            let x = f64::from(Law::Pcmu.decode(b));
+            let w = std::f64::consts::TAU * hz * i as f64 / 8000.0;
+            s += x * w.sin();
+            c += x * w.cos();
+            p += x * x;
+        }
+        let n = codes.len() as f64;
+        let amp = 2.0 * s.hypot(c) / n;
+        (amp * amp / 2.0) / (p / n).max(1e-9)
+    }
+
+    /// Waits until what `listener` hears now is a tone of `hz`.
+    fn hears(listener: &LiveListener, hz: f64) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let mut codes = [0u8; 800];
+            let pos = listener.position_at(Instant::now());
+            let share = if listener.read(Law::Pcmu, pos, &mut codes) {
+                tone_share(&codes, hz)
+            } else {
+                0.0
+            };
+            if share > 0.9 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{} is not heard at {hz} Hz ({share:.3})",
+                    listener.name()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn config(dir: &Path, sources: &str) -> Config {
+        let text = format!("[general]\ndata_dir = \"{}\"\n{sources}", dir.display());
+        Config::from_toml(&text, Path::new("test.toml")).expect("config")
+    }
+
+    fn tone(name: &str, hz: u32, extra: &str) -> String {
+        format!(
+            "[[external_audio]]\nname = \"{name}\"\nkind = \"tone\"\nfrequency_hz = {hz}\n{extra}"
+        )
+    }
+
+    #[test]
+    fn a_reload_changes_adds_and_removes_sources_without_moving_other_listeners() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clips = Arc::new(ClipCache::new(0));
+        let first = config(
+            dir.path(),
+            &[
+                tone("steady", 500, ""),
+                tone("changing", 700, ""),
+                tone("leaving", 900, "fallback = \"steady\"\n"),
+            ]
+            .concat(),
+        );
+        let sources = LiveSources::start(&first, &clips);
+        let steady = sources.ring("steady").expect("steady").listen();
+        let changing = sources.ring("changing").expect("changing").listen();
+        let leaving = sources.ring("leaving").expect("leaving").listen();
+        hears(&steady, 500.0).unwrap();
+        hears(&changing, 700.0).unwrap();
+        hears(&leaving, 900.0).unwrap();
+
+        let second = config(
+            dir.path(),
+            &[
+                tone("steady", 500, ""),
+                tone("changing", 1100, "keep_warm = true\n"),
+                tone("arriving", 1300, ""),
+            ]
+            .concat(),
+        );
+        let report = sources.reload(&second);
+        assert_eq!(
+            report,
+            SourcesReload {
+                added: vec!["arriving".into()],
+                changed: vec!["changing".into()],
+                removed: vec!["leaving".into()],
+            }
+        );
+        // The same rings: listeners stay where they are and hear the new settings.
+        assert!(Arc::ptr_eq(steady.ring(), &sources.ring("steady").unwrap()));
+        assert!(Arc::ptr_eq(
+            changing.ring(),
+            &sources.ring("changing").unwrap()
+        ));
+        hears(&steady, 500.0).unwrap();
+        hears(&changing, 1100.0).unwrap();
+        // A removed source's listener hears its fallback, the steady source.
+        hears(&leaving, 500.0).unwrap();
+        assert!(
+            sources.ring("leaving").is_none(),
+            "removed sources take no new listeners"
+        );
+        assert_eq!(
+            sources.status("steady").expect("steady").listeners,
+            2,
+            "the caller, and the removed source playing it"
+        );
+        let arriving = sources.listen("ARRIVING").expect("added");
+        let Some(PlayItem::Live(arriving)) = arriving.last() else {
+            panic!("a live item");
+        };
+        hears(arriving, 1300.0).unwrap();
+
+        // Once its last listener has gone, the removed source is dropped at the next reload.
+        drop(leaving);
+        sources.reload(&second);
+        assert!(sources.read().retired.is_empty());
+        // A reload without changes touches nothing.
+        assert_eq!(sources.reload(&second), SourcesReload::default());
+        hears(&changing, 1100.0).unwrap();
     }
 }

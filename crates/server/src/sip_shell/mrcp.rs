@@ -914,7 +914,7 @@ fn audio_item(
         return shared
             .sources
             .ring(name)
-            .map(PlayItem::Live)
+            .map(|ring| PlayItem::Live(ring.listen()))
             .ok_or_else(|| same(format!("no live source named {name}")));
     }
     if fetch::is_http_uri(uri) {

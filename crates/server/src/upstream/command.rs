@@ -135,10 +135,10 @@ impl Read for PipeReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let deadline = Instant::now() + self.stall;
         loop {
-            if self.up.is_stopped() {
+            if self.up.should_let_go() {
                 return Err(std::io::Error::new(
                     ErrorKind::ConnectionAborted,
-                    "the live source stopped",
+                    "the live source stopped or has no listeners",
                 ));
             }
             let now = Instant::now();

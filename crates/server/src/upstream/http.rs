@@ -81,7 +81,7 @@ fn play_url(agent: &ureq::Agent, url: &Url, attempt: &mut Attempt<'_>, depth: us
         let mut failures = Vec::new();
         for entry in &entries {
             let reason = play_url(agent, entry, attempt, depth + 1);
-            if attempt.heard_audio() || attempt.upstream().is_stopped() {
+            if attempt.heard_audio() || attempt.upstream().should_let_go() {
                 // It played: the next round starts from the playlist again.
                 return reason;
             }

@@ -111,6 +111,8 @@ pub(crate) fn start(
         other => return Err(format!("kind {other:?} has no upstream")),
     };
     let (up, writer) = Upstream::new(&ext.name, settings);
+    // A lazy source connects when its first listener arrives.
+    up.set_wanted(ext.idle_stop().is_none());
     let feed = UpstreamFeed::new(Arc::clone(&up), fallback);
     let worker = UpstreamWorker::spawn(up, writer, source, retry)
         .map_err(|e| format!("cannot start the upstream thread: {e}"))?;
@@ -172,6 +174,15 @@ fn run(mut writer: UpstreamWriter, source: &Source, retry: Retry) {
     let mut backoff = Backoff::new(retry);
     let mut outage = Outage::default();
     while !up.is_stopped() {
+        if !up.is_wanted() {
+            // Idle for want of listeners: no connection, no program, until one arrives.
+            up.stopped();
+            while !up.is_stopped() && !up.is_wanted() {
+                std::thread::sleep(SLEEP_SLICE);
+            }
+            backoff.reset();
+            continue;
+        }
         let mut attempt = Attempt {
             writer: &mut writer,
             outage: &mut outage,
@@ -192,6 +203,16 @@ fn run(mut writer: UpstreamWriter, source: &Source, retry: Retry) {
         }
         if up.is_stopped() {
             break;
+        }
+        if !up.is_wanted() {
+            tracing::info!(
+                source = up.name(),
+                "upstream let go: the source has no listeners"
+            );
+            // An outage ends with the wish to be connected.
+            outage.since = None;
+            outage.attempts = 0;
+            continue;
         }
         up.failed(&reason);
         if clean {
@@ -215,7 +236,7 @@ fn run(mut writer: UpstreamWriter, source: &Source, retry: Retry) {
             "reconnecting after a pause"
         );
         let until = Instant::now() + wait;
-        while !up.is_stopped() {
+        while !up.should_let_go() {
             let now = Instant::now();
             if now >= until {
                 break;
@@ -404,22 +425,53 @@ mod tests {
             "[general]\ndata_dir = \"{}\"\n\
              [[external_audio]]\nname = \"radio\"\nkind = \"http\"\n\
              url = \"http://127.0.0.1:{port}/live.mp3\"\nfallback = \"line\"\n\
-             reconnect_min_ms = 50\nreconnect_max_ms = 100\n\
+             reconnect_min_ms = 50\nreconnect_max_ms = 100\nidle_stop_s = 1\n\
              [[external_audio]]\nname = \"line\"\nkind = \"command\"\n\
              command = \"sh -c 'exec sleep 30'\"\nfallback = \"beep\"\nstall_ms = 60000\n\
-             [[external_audio]]\nname = \"beep\"\nkind = \"tone\"\nfrequency_hz = 1000\n",
+             idle_stop_s = 1\n\
+             [[external_audio]]\nname = \"beep\"\nkind = \"tone\"\nfrequency_hz = 1000\n\
+             idle_stop_s = 0\n",
             dir.path().display()
         );
         let config = Config::from_toml(&text, std::path::Path::new("test.toml")).expect("config");
         let sources = LiveSources::start(&config, &Arc::new(ClipCache::new(0)));
-        // radio → line → beep: the radio's listeners hear the tone through two fallbacks.
-        let ring = sources.ring("RADIO").expect("radio runs");
+        // Nobody listens yet: nothing connects, no program runs.
         std::thread::sleep(Duration::from_millis(300));
-        let mut codes = [0u8; 800];
-        let pos = ring.position_at(Instant::now());
-        assert!(ring.read(Law::Pcmu, pos, &mut codes));
-        let share = tone_share(&codes, 1000.0);
-        assert!(share > 0.9, "radio's listeners hear beep ({share:.3})");
+        for name in ["radio", "line", "beep"] {
+            let status = sources.status(name).expect("configured");
+            assert_eq!(status.state, SourceState::Idle, "{status:?}");
+            assert_eq!(status.listeners, 0, "{status:?}");
+        }
+        assert_eq!(sources.health("radio").expect("health").upstream, None);
+        // radio → line → beep: the radio's listeners hear the tone through two fallbacks,
+        // which start because radio, then line, listen to them.
+        let ring = sources.ring("RADIO").expect("radio runs");
+        let listener = ring.listen();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut codes = [0u8; 800];
+            let pos = ring.position_at(Instant::now());
+            let share = if ring.read(Law::Pcmu, pos, &mut codes) {
+                tone_share(&codes, 1000.0)
+            } else {
+                0.0
+            };
+            if share > 0.9 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "radio's listeners do not hear beep ({share:.3}): {:?}",
+                sources.statuses()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(sources.status("radio").expect("radio").listeners, 1);
+        assert_eq!(
+            sources.status("line").expect("line").listeners,
+            1,
+            "radio plays line"
+        );
 
         let deadline = Instant::now() + Duration::from_secs(5);
         let radio = loop {
@@ -451,6 +503,22 @@ mod tests {
         assert_eq!(line.upstream.as_deref(), Some("sh -c 'exec sleep 30'"));
         assert!(sources.health("beep").is_none(), "a tone has no upstream");
         assert!(sources.health("nope").is_none());
+
+        // The last listener leaves: after idle_stop_s radio stops, which lets line go, whose
+        // program is stopped in turn.
+        drop(listener);
+        let deadline = Instant::now() + Duration::from_secs(8);
+        loop {
+            let states: Vec<_> = sources.statuses();
+            if states
+                .iter()
+                .all(|s| s.state == SourceState::Idle && s.listeners == 0)
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "sources still run: {states:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     #[test]
