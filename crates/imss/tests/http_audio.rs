@@ -1036,3 +1036,60 @@ fn rfc4240_play_of_an_http_uri_plays_the_file_and_failures_map_to_sip_statuses()
         "{status}"
     );
 }
+
+/// The dominant frequency of each 100 ms of `audio` that is loud, by zero crossings.
+fn loud_windows(audio: &[f32]) -> Vec<f64> {
+    audio
+        .chunks_exact(800)
+        .filter(|w| (w.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>() / 800.0).sqrt() > 0.1)
+        .map(|w| {
+            let crossings = w.windows(2).filter(|p| (p[0] < 0.0) != (p[1] < 0.0)).count();
+            crossings as f64 / 2.0 / 0.1
+        })
+        .collect()
+}
+
+#[test]
+fn a_live_playlist_plays_its_http_entries_between_its_files() {
+    let web = HttpServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wav = sine_wav(dir.path(), "b.wav", 16000, 600.0, 0.6);
+    web.route(
+        "/b.wav",
+        Route::audio(&wav, &[("Cache-Control", "max-age=3600")]),
+    );
+    let extra = format!(
+        "[[external_audio]]\nname = \"WEB\"\nkind = \"playlist\"\n\
+         files = [\"a.wav\", \"{}\", \"{}\"]\nkeep_warm = true\n",
+        web.url("/b.wav"),
+        web.url("/missing.wav"),
+    );
+    let server = start_server(&extra, |audio| {
+        write_wav(&audio.join("a.wav"), 8000, &sine(8000, 1000.0, 0.6));
+    });
+    let out = server.dir.path().join("web.wav");
+    let (status, stdout, stderr) = run_with_timeout(
+        Command::new(env!("CARGO_BIN_EXE_imss"))
+            .args(["call", &format!("sip:WEB@{}", server.sip), "--seconds", "3"])
+            .arg("--out")
+            .arg(&out)
+            .env("RUST_LOG", "warn"),
+        Duration::from_secs(30),
+    );
+    assert!(status.success(), "{stdout}\n{stderr}\n{}", server.log());
+    let (_, audio) = read_wav(&out);
+    let windows = loud_windows(&audio);
+    let near = |f: f64, hz: f64| (f - hz).abs() < 40.0;
+    let local = windows.iter().filter(|f| near(**f, 1000.0)).count();
+    let fetched = windows.iter().filter(|f| near(**f, 600.0)).count();
+    assert!(local >= 5 && fetched >= 5, "{windows:?}\n{}", server.log());
+    // The file and the fetched entry take turns; the missing one is skipped.
+    let turns = windows
+        .windows(2)
+        .filter(|p| near(p[0], 1000.0) != near(p[1], 1000.0))
+        .count();
+    assert!(turns >= 3, "{windows:?}");
+    // Fresh for an hour: fetched once, however many rounds the playlist plays.
+    assert_eq!(web.hits("/b.wav").len(), 1);
+    assert!(!web.hits("/missing.wav").is_empty());
+}

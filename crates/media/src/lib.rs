@@ -48,8 +48,8 @@ pub use clip::{Clip, ClipCache};
 pub use decode::{MAX_DURATION, Pcm, decode_bytes, decode_file};
 pub use error::MediaError;
 pub use live::{
-    LEAD, LiveBlock, LiveFeed, LiveListener, LiveRing, LiveSource, LiveSpec, PLAYLIST_EXTENSIONS,
-    list_audio_files,
+    ClipFetcher, LEAD, LiveBlock, LiveFeed, LiveListener, LiveRing, LiveSource, LiveSpec,
+    PLAYLIST_EXTENSIONS, is_http_entry, list_audio_files,
 };
 pub use loudness::{DEFAULT_CEILING_DBFS, DEFAULT_TARGET_LUFS, ProcessedFeed, Processing};
 pub use playout::{Fill, PlayItem, Playout, Repeat};

@@ -364,7 +364,9 @@ pub enum LiveSpec {
     },
     /// Files in order, looping; reshuffled before every round when `shuffle`.
     Playlist {
-        /// The files; undecodable ones are logged and skipped.
+        /// The files, and `http(s)://` URIs held as their text ([`is_http_entry`]), played
+        /// through the fetcher given to [`LiveSpec::into_feed_fetching`]; entries that
+        /// cannot be had or decoded are logged and skipped.
         files: Vec<PathBuf>,
         /// Play each round in a new random order.
         shuffle: bool,
@@ -385,6 +387,18 @@ impl LiveSpec {
         self,
         name: &str,
         cache: Arc<ClipCache>,
+    ) -> Result<Box<dyn LiveFeed>, MediaError> {
+        self.into_feed_fetching(name, cache, None)
+    }
+
+    /// As [`into_feed`](LiveSpec::into_feed), for a playlist whose entries may be
+    /// `http(s)://` URIs ([`is_http_entry`]), played through `fetcher`; without one they
+    /// are skipped as unsupported.
+    pub fn into_feed_fetching(
+        self,
+        name: &str,
+        cache: Arc<ClipCache>,
+        fetcher: Option<ClipFetcher>,
     ) -> Result<Box<dyn LiveFeed>, MediaError> {
         let invalid = |detail: String| MediaError::InvalidSource {
             name: name.to_string(),
@@ -416,10 +430,24 @@ impl LiveSpec {
                 if files.is_empty() {
                     tracing::warn!(source = name, "live playlist has no files; playing silence");
                 }
-                Box::new(PlaylistFeed::start(name, files, shuffle, folder, cache)?)
+                Box::new(PlaylistFeed::start(
+                    name, files, shuffle, folder, cache, fetcher,
+                )?)
             }
         })
     }
+}
+
+/// Fetches the audio of an `http://` or `https://` URI as a clip (the server's HTTP audio
+/// fetcher, with its caches and host allowlist); the error says why it could not.
+pub type ClipFetcher = Arc<dyn Fn(&str) -> Result<Arc<Clip>, String> + Send + Sync>;
+
+/// Whether a playlist entry is an `http://` or `https://` URI rather than a file.
+pub fn is_http_entry(entry: &std::path::Path) -> bool {
+    entry.to_str().is_some_and(|e| {
+        let lower = e.get(..8).unwrap_or(e).to_ascii_lowercase();
+        lower.starts_with("http://") || lower.starts_with("https://")
+    })
 }
 
 /// A feed handed to a running producer, which plays it from its next block on.
@@ -752,6 +780,7 @@ impl PlaylistFeed {
         shuffle: bool,
         folder: Option<PathBuf>,
         cache: Arc<ClipCache>,
+        fetcher: Option<ClipFetcher>,
     ) -> Result<PlaylistFeed, MediaError> {
         let (load_tx, load_rx) = mpsc::channel::<PathBuf>();
         let (loaded_tx, loaded_rx) = mpsc::channel();
@@ -761,7 +790,22 @@ impl PlaylistFeed {
             .name(format!("live-{name}-loader"))
             .spawn(move || {
                 for path in load_rx {
-                    let result = cache.get(&path);
+                    let result = if is_http_entry(&path) {
+                        match &fetcher {
+                            Some(fetch) => fetch(&path.to_string_lossy()).map_err(|detail| {
+                                MediaError::Decode {
+                                    path: path.clone(),
+                                    detail,
+                                }
+                            }),
+                            None => Err(MediaError::Unsupported {
+                                path: path.clone(),
+                                detail: "no HTTP(S) fetcher for this playlist".into(),
+                            }),
+                        }
+                    } else {
+                        cache.get(&path)
+                    };
                     if loaded_tx.send((path, result)).is_err() {
                         break;
                     }
@@ -1215,7 +1259,7 @@ mod tests {
         std::fs::write(&broken, b"no audio here").unwrap();
         let files = vec![a, broken, dir.path().join("missing.wav"), b];
         let cache = Arc::new(ClipCache::new(1 << 20));
-        let mut feed = PlaylistFeed::start("moh", files, false, None, cache).unwrap();
+        let mut feed = PlaylistFeed::start("moh", files, false, None, cache, None).unwrap();
         let got = runs(&mut feed, 200);
         let ua = g711::ulaw_encode(8192);
         let ub = g711::ulaw_encode(-16384);
@@ -1224,6 +1268,45 @@ mod tests {
             let want = if i % 2 == 0 { (ua, 800) } else { (ub, 440) };
             assert_eq!(*run, want, "run {i} of {got:?}");
         }
+    }
+
+    #[test]
+    fn playlist_entries_may_be_http_uris_played_through_the_fetcher() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.wav");
+        write_level(&a, 0.25, 800);
+        let asked = Arc::new(Mutex::new(Vec::<String>::new()));
+        let fetcher: ClipFetcher = {
+            let asked = Arc::clone(&asked);
+            Arc::new(move |uri: &str| {
+                asked.lock().unwrap().push(uri.to_string());
+                if uri.ends_with("/b.wav") {
+                    Ok(Arc::new(Clip::from_samples_8k(&[-0.5; 440])))
+                } else {
+                    Err("404 Not Found".into())
+                }
+            })
+        };
+        let files = vec![
+            a,
+            PathBuf::from("https://music.example/b.wav"),
+            PathBuf::from("http://music.example/gone.wav"),
+        ];
+        let cache = Arc::new(ClipCache::new(1 << 20));
+        let mut feed =
+            PlaylistFeed::start("web", files, false, None, cache, Some(fetcher)).unwrap();
+        let got = runs(&mut feed, 200);
+        let (ua, ub) = (g711::ulaw_encode(8192), g711::ulaw_encode(-16384));
+        assert!(got.len() >= 3, "{got:?}");
+        for (i, run) in got.iter().take(got.len() - 1).enumerate() {
+            let want = if i % 2 == 0 { (ua, 800) } else { (ub, 440) };
+            assert_eq!(*run, want, "run {i} of {got:?}");
+        }
+        let asked = asked.lock().unwrap();
+        assert!(asked.contains(&"https://music.example/b.wav".to_string()));
+        assert!(asked.contains(&"http://music.example/gone.wav".to_string()));
+        assert!(is_http_entry(Path::new("HTTPS://x/y.mp3")));
+        assert!(!is_http_entry(Path::new("music/http.mp3")));
     }
 
     #[test]
@@ -1244,6 +1327,7 @@ mod tests {
             false,
             Some(folder.clone()),
             cache,
+            None,
         )
         .unwrap();
         assert!(runs(&mut feed, 20).is_empty());
@@ -1281,7 +1365,7 @@ mod tests {
             })
             .collect();
         let cache = Arc::new(ClipCache::new(1 << 20));
-        let mut feed = PlaylistFeed::start("shuffle", files, true, None, cache).unwrap();
+        let mut feed = PlaylistFeed::start("shuffle", files, true, None, cache, None).unwrap();
         let got = runs(&mut feed, 400);
         let mut all: Vec<u8> = levels
             .iter()

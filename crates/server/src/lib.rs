@@ -156,7 +156,7 @@ pub(crate) struct Shared {
     /// The bound MRCPv2 control port, written into SDP answers.
     pub mrcp_port: u16,
     /// Audio fetched over HTTP(S) for requests, and its caches.
-    pub http_audio: fetch::HttpAudio,
+    pub http_audio: Arc<fetch::HttpAudio>,
     /// The bound TLS control port, written into answers to `TCP/TLS/MRCPv2` offers.
     pub mrcp_tls_port: Option<u16>,
 }
@@ -214,6 +214,17 @@ async fn bind_sip(
     }
 }
 
+/// How live playlists fetch their `http(s)://` entries: through the request fetcher, with
+/// its caches, limits and host allowlist.
+fn playlist_fetcher(http_audio: &Arc<fetch::HttpAudio>) -> imss_media::ClipFetcher {
+    let http_audio = Arc::clone(http_audio);
+    Arc::new(move |uri: &str| {
+        http_audio
+            .clip(uri, &fetch::FetchOptions::default())
+            .map_err(|e| e.to_string())
+    })
+}
+
 /// Starts every listener and the media plane; returns once all of them are up.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     for dir in [config.general.data_dir.clone(), config.audio_root()] {
@@ -226,8 +237,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let clips = Arc::new(ClipCache::new(cache_bytes));
     let ports = PortAllocator::new(config.rtp.bind, config.rtp.port_min, config.rtp.port_max)
         .map_err(|e| StartError::Ports(e.to_string()))?;
-    let sources = live::LiveSources::start(&config, &clips);
-    let http_audio = fetch::HttpAudio::new(&config)?;
+    let http_audio = Arc::new(fetch::HttpAudio::new(&config)?);
+    let sources = live::LiveSources::start(&config, &clips, Some(playlist_fetcher(&http_audio)));
 
     let (pacer_tx, pacer_rx) = tokio::sync::mpsc::unbounded_channel();
     let pacer = Pacer::start_with(

@@ -10,9 +10,9 @@
 use crate::config::{Config, ExternalAudio, SourceKind};
 use crate::upstream::UpstreamWorker;
 use imss_media::{
-    ChimeFeed, Clip, ClipCache, DEFAULT_CEILING_DBFS, DEFAULT_TARGET_LUFS, Fallback, FallbackFeed,
-    LiveFeed, LiveRing, LiveSource, LiveSpec, PlayItem, ProcessedFeed, Processing, SourceState,
-    UpstreamStatus,
+    ChimeFeed, Clip, ClipCache, ClipFetcher, DEFAULT_CEILING_DBFS, DEFAULT_TARGET_LUFS, Fallback,
+    FallbackFeed, LiveFeed, LiveRing, LiveSource, LiveSpec, PlayItem, ProcessedFeed, Processing,
+    SourceState, UpstreamStatus,
 };
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -27,6 +27,8 @@ const FALLBACK_TONE_HZ: f64 = 440.0;
 /// The configured live sources.
 pub(crate) struct LiveSources {
     clips: Arc<ClipCache>,
+    /// Plays the `http(s)://` entries of playlists.
+    fetcher: Option<ClipFetcher>,
     root: PathBuf,
     inner: RwLock<Inner>,
 }
@@ -82,9 +84,14 @@ impl LiveSources {
     /// Starts every configured source (a lazy one stopped until its first listener). A
     /// source that cannot start plays its fallback, so a caller never meets a missing
     /// source because of a bad file or an unreachable stream.
-    pub fn start(config: &Config, clips: &Arc<ClipCache>) -> LiveSources {
+    pub fn start(
+        config: &Config,
+        clips: &Arc<ClipCache>,
+        fetcher: Option<ClipFetcher>,
+    ) -> LiveSources {
         let sources = LiveSources {
             clips: Arc::clone(clips),
+            fetcher,
             root: config.audio_root(),
             inner: RwLock::new(Inner::default()),
         };
@@ -292,7 +299,7 @@ impl LiveSources {
             }
         } else {
             match spec_for(ext, &self.root).and_then(|spec| {
-                spec.into_feed(&ext.name, Arc::clone(&self.clips))
+                spec.into_feed_fetching(&ext.name, Arc::clone(&self.clips), self.fetcher.clone())
                     .map_err(|e| e.to_string())
             }) {
                 Ok(feed) => return (process(ext, feed, &recordings), None, announcement),
@@ -502,7 +509,16 @@ fn fallback_spec(ext: &ExternalAudio) -> LiveSpec {
 
 fn playlist_files(ext: &ExternalAudio, root: &Path) -> Result<Vec<PathBuf>, String> {
     if let Some(files) = &ext.files {
-        return Ok(files.iter().map(|f| under_root(root, f)).collect());
+        return Ok(files
+            .iter()
+            .map(|f| {
+                if imss_media::is_http_entry(f) {
+                    f.clone()
+                } else {
+                    under_root(root, f)
+                }
+            })
+            .collect());
     }
     let Some(folder) = &ext.path else {
         return Ok(Vec::new());
@@ -590,7 +606,7 @@ mod tests {
             ]
             .concat(),
         );
-        let sources = LiveSources::start(&first, &clips);
+        let sources = LiveSources::start(&first, &clips, None);
         let steady = sources.ring("steady").expect("steady").listen();
         let changing = sources.ring("changing").expect("changing").listen();
         let leaving = sources.ring("leaving").expect("leaving").listen();

@@ -434,7 +434,7 @@ mod tests {
             dir.path().display()
         );
         let config = Config::from_toml(&text, std::path::Path::new("test.toml")).expect("config");
-        let sources = LiveSources::start(&config, &Arc::new(ClipCache::new(0)));
+        let sources = LiveSources::start(&config, &Arc::new(ClipCache::new(0)), None);
         // Nobody listens yet: nothing connects, no program runs.
         std::thread::sleep(Duration::from_millis(300));
         for name in ["radio", "line", "beep"] {
