@@ -59,20 +59,26 @@ pub fn decode_file(path: &Path) -> Result<Pcm, MediaError> {
 /// Decodes audio held in memory; `ext_hint` (e.g. "mp3") helps format detection.
 pub fn decode_bytes(bytes: Vec<u8>, ext_hint: Option<&str>) -> Result<Pcm, MediaError> {
     let mut pcm = Pcm::default();
+    pcm.rate = decode_memory_with(bytes, ext_hint, Path::new(IN_MEMORY), &mut |_, block| {
+        pcm.samples.extend_from_slice(block);
+        Ok(())
+    })?;
+    Ok(pcm)
+}
+
+/// Decodes audio held in memory, handing each decoded packet's mono samples to `sink`
+/// with the sample rate; `label` names the audio in errors. Returns the sample rate.
+pub(crate) fn decode_memory_with(
+    bytes: Vec<u8>,
+    ext_hint: Option<&str>,
+    label: &Path,
+    sink: &mut PcmSink<'_>,
+) -> Result<u32, MediaError> {
     let mut hint = Hint::new();
     if let Some(ext) = ext_hint {
         hint.with_extension(ext);
     }
-    pcm.rate = decode_source(
-        Box::new(Cursor::new(bytes)),
-        &hint,
-        Path::new(IN_MEMORY),
-        &mut |_, block| {
-            pcm.samples.extend_from_slice(block);
-            Ok(())
-        },
-    )?;
-    Ok(pcm)
+    decode_source(Box::new(Cursor::new(bytes)), &hint, label, sink)
 }
 
 /// Decodes `path`, handing each decoded packet's mono samples to `sink` with the sample

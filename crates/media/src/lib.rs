@@ -20,7 +20,15 @@
 //!   limiter and the normaliser's gain control. They run on every 10 ms block of a live
 //!   source and are a few dozen lines with fixed coefficients; a filter crate (e.g.
 //!   `biquad`) would bring the same cookbook formulas and nothing else, and the limiter's
-//!   guarantee (no sample over the ceiling) is easier to check in code we own.
+//!   guarantee (no sample over the ceiling) is easier to check in code we own;
+//! - [`gsm610`]: the GSM 06.10 full-rate decoder for voicemail attachments (raw `.gsm` and
+//!   the WAV49 layout Asterisk writes). No maintained pure-Rust decoder exists (the one
+//!   crate binds libgsm's C code and states no licence); it follows libgsm and is checked
+//!   sample for sample against sox's decoding of the same files;
+//! - the WAV (PCM, μ-law, A-law, GSM), Sun `.au` and raw G.711 readers of
+//!   [`decode_attachment`] and [`ProgressiveDecoder`]: symphonia has no GSM and no `.au`,
+//!   reads μ-law/A-law WAV only with one `fmt ` layout, and decodes whole files, while a
+//!   voicemail attachment should play as it arrives ([`GrowingClip`]).
 //!
 //! Live upstreams (internet radio, a program's output) are decoded as their bytes arrive
 //! ([`decode_stream`], [`decode_pcm_stream`]) by a worker the caller runs, and played
@@ -31,11 +39,14 @@
 //! WAV stream from a pipe is read here (a dozen lines) because piped WAV carries a
 //! placeholder length that file readers take at its word.
 
+mod attachment;
 mod chime;
 mod clip;
 mod decode;
 mod error;
 pub mod g711;
+mod growing;
+pub mod gsm610;
 mod live;
 mod loudness;
 mod playout;
@@ -43,10 +54,12 @@ mod resample;
 mod stream;
 mod upstream;
 
+pub use attachment::{AttachmentFormat, ProgressiveDecoder, decode_attachment};
 pub use chime::ChimeFeed;
 pub use clip::{Clip, ClipCache};
 pub use decode::{MAX_DURATION, Pcm, decode_bytes, decode_file};
 pub use error::MediaError;
+pub use growing::{GrowingClip, GrowingClipWriter};
 pub use live::{
     ClipFetcher, LEAD, LiveBlock, LiveFeed, LiveListener, LiveRing, LiveSource, LiveSpec,
     PLAYLIST_EXTENSIONS, is_http_entry, list_audio_files,

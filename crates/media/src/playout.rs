@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::{Clip, Law, LiveListener, LiveRing, duration_of, samples_in};
+use crate::{Clip, GrowingClip, Law, LiveListener, LiveRing, duration_of, samples_in};
 
 /// One entry of a play plan.
 #[derive(Clone, Debug)]
@@ -13,6 +13,10 @@ pub enum PlayItem {
     /// A live source at its current position; never ends by itself. Counts as one of the
     /// source's listeners while the plan holds it.
     Live(LiveListener),
+    /// Audio still being decoded (a voicemail attachment arriving from the mail server):
+    /// plays what is there; should playback catch up with the decoding, it waits in
+    /// silence; the item ends where the clip ends once it is complete.
+    Growing(Arc<GrowingClip>),
     /// Silence of the given length (rounded to whole samples).
     Silence(Duration),
     /// A point in the plan (SSML `<mark>`): takes no time; reaching it is reported by
@@ -156,6 +160,31 @@ impl Playout {
                         self.end_round();
                         continue;
                     };
+                    if let PlayItem::Growing(clip) = item {
+                        let offset_samples = usize::try_from(offset).unwrap_or(usize::MAX);
+                        let dst = &mut out[written..budget];
+                        let n = clip.read(law, offset_samples, dst);
+                        if n == 0 {
+                            if clip.is_complete() {
+                                self.phase = Phase::Item {
+                                    index: index + 1,
+                                    offset: 0,
+                                };
+                                continue;
+                            }
+                            // Decoding is behind playback: wait in silence, in place.
+                            dst.fill(law.silence());
+                            written = budget;
+                            break;
+                        }
+                        written += n;
+                        self.round_samples += n as u64;
+                        self.phase = Phase::Item {
+                            index,
+                            offset: offset + n as u64,
+                        };
+                        continue;
+                    }
                     let left = self.lengths[index] - offset;
                     let n = want.min(usize::try_from(left).unwrap_or(usize::MAX));
                     let dst = &mut out[written..written + n];
@@ -177,6 +206,7 @@ impl Playout {
                             // A lost block is silence; `read` has already written it.
                             let _ = ring.read(law, ring.position_at(at) + written as u64, dst);
                         }
+                        PlayItem::Growing(_) => {}
                     }
                     written += n;
                     self.round_samples += n as u64;
@@ -216,9 +246,12 @@ impl Playout {
         let Some(&length) = self.lengths.get(index) else {
             return;
         };
-        if length == u64::MAX {
-            return;
-        }
+        let length = match &self.items[index] {
+            // As far as it has been decoded.
+            PlayItem::Growing(clip) => clip.available() as u64,
+            _ if length == u64::MAX => return,
+            _ => length,
+        };
         let target = if delta >= 0 {
             offset.saturating_add(delta.unsigned_abs()).min(length)
         } else {
@@ -336,11 +369,11 @@ impl Playout {
     }
 }
 
-/// Samples of `item`; `u64::MAX` for live items.
+/// Samples of `item`; `u64::MAX` for live and growing items.
 fn length_of(item: &PlayItem) -> u64 {
     match item {
         PlayItem::Clip(clip) => clip.samples() as u64,
-        PlayItem::Live(_) => u64::MAX,
+        PlayItem::Live(_) | PlayItem::Growing(_) => u64::MAX,
         PlayItem::Silence(d) => samples_in(*d),
         PlayItem::Mark(_) => 0,
     }
@@ -355,6 +388,42 @@ mod tests {
     fn ramp(n: usize, base: f32) -> Arc<Clip> {
         let s: Vec<f32> = (0..n).map(|i| base + i as f32 * 0.001).collect();
         Arc::new(Clip::from_samples_8k(&s))
+    }
+
+    #[test]
+    fn a_growing_clip_plays_as_it_arrives_waits_in_silence_and_ends_with_it() {
+        let samples: Vec<f32> = (0..500).map(|i| 0.1 + (i % 50) as f32 * 0.01).collect();
+        let whole = Clip::from_samples_8k(&samples);
+        let (clip, mut writer) = GrowingClip::new(500);
+        let after = ramp(160, -0.5);
+        let mut p = Playout::new(
+            vec![PlayItem::Growing(Arc::clone(&clip)), PlayItem::Clip(after.clone())],
+            Repeat::Times(1),
+            Duration::ZERO,
+            None,
+        );
+        let at = Instant::now();
+        let mut out = [0u8; 160];
+        writer.push(&samples[..200]);
+        assert_eq!(p.fill(Law::Pcmu, at, &mut out), Fill::Audio);
+        assert_eq!(&out[..], &whole.bytes(Law::Pcmu)[..160]);
+        // 40 samples left, then silence in place while the decoder is behind.
+        assert_eq!(p.fill(Law::Pcmu, at, &mut out), Fill::Audio);
+        assert_eq!(&out[..40], &whole.bytes(Law::Pcmu)[160..200]);
+        assert!(out[40..].iter().all(|&b| b == Law::Pcmu.silence()));
+        assert_eq!(p.fill(Law::Pcmu, at, &mut out), Fill::Audio);
+        assert!(out.iter().all(|&b| b == Law::Pcmu.silence()));
+        // A jump back stays within what has arrived.
+        p.seek(-100);
+        assert_eq!(p.fill(Law::Pcmu, at, &mut out), Fill::Audio);
+        assert_eq!(&out[..100], &whole.bytes(Law::Pcmu)[100..200]);
+        writer.push(&samples[200..]);
+        writer.finish();
+        let (rest, _) = drain(&mut p, Law::Pcmu, 160);
+        assert_eq!(&rest[..60], &whole.bytes(Law::Pcmu)[200..260]);
+        let tail = &rest[..300 + 160];
+        assert_eq!(&tail[..300], &whole.bytes(Law::Pcmu)[200..500]);
+        assert_eq!(&tail[300..], &after.bytes(Law::Pcmu)[..160]);
     }
 
     /// Everything the playout produces, packet by packet, until Ended.
