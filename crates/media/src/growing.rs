@@ -5,14 +5,34 @@
 //! any number of pacing threads at once, without locks: its G.711 bytes live in atomic
 //! 64-bit words, like a live source's ring, and the count of published samples is the only
 //! synchronisation (the writer stores the words, then publishes the count with `Release`;
-//! readers load it with `Acquire` and read only below it). The room is allocated once, from
-//! the length the container announces (a WAV header's data size, say), so nothing moves
-//! while it is read.
+//! readers load it with `Acquire` and read only below it). Room is allocated one second at a
+//! time as audio arrives, in segments that never move once made, up to a bound given at
+//! creation.
 
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::{Clip, Law, g711};
+
+/// Samples per segment: one second.
+const SEGMENT: usize = 8000;
+const WORDS_PER_SEGMENT: usize = SEGMENT / 8;
+
+/// One second of both laws, made when the first of its samples is written.
+struct Segment {
+    ulaw: Box<[AtomicU64]>,
+    alaw: Box<[AtomicU64]>,
+}
+
+impl Segment {
+    fn new() -> Segment {
+        let zeros = || (0..WORDS_PER_SEGMENT).map(|_| AtomicU64::new(0)).collect();
+        Segment {
+            ulaw: zeros(),
+            alaw: zeros(),
+        }
+    }
+}
 
 const GROWING: u8 = 0;
 const FINISHED: u8 = 1;
@@ -20,8 +40,7 @@ const FAILED: u8 = 2;
 
 /// Audio decoded so far, readable while more arrives.
 pub struct GrowingClip {
-    ulaw: Box<[AtomicU64]>,
-    alaw: Box<[AtomicU64]>,
+    segments: Box<[OnceLock<Segment>]>,
     /// Samples readers may read.
     available: AtomicUsize,
     state: AtomicU8,
@@ -29,13 +48,12 @@ pub struct GrowingClip {
 }
 
 impl GrowingClip {
-    /// An empty clip with room for `capacity` samples (at 8 kHz), and its writer.
+    /// An empty clip that may grow to `capacity` samples (at 8 kHz; rounded up to whole
+    /// seconds), and its writer. Memory is taken as the audio arrives.
     pub fn new(capacity: usize) -> (Arc<GrowingClip>, GrowingClipWriter) {
-        let words = capacity.div_ceil(8);
-        let zeros = || (0..words).map(|_| AtomicU64::new(0)).collect();
+        let segments = capacity.div_ceil(SEGMENT);
         let clip = Arc::new(GrowingClip {
-            ulaw: zeros(),
-            alaw: zeros(),
+            segments: (0..segments).map(|_| OnceLock::new()).collect(),
             available: AtomicUsize::new(0),
             state: AtomicU8::new(GROWING),
             failure: Mutex::new(None),
@@ -51,7 +69,7 @@ impl GrowingClip {
 
     /// Room, in samples.
     pub fn capacity(&self) -> usize {
-        self.ulaw.len() * 8
+        self.segments.len() * SEGMENT
     }
 
     /// Samples that can be read now.
@@ -81,20 +99,26 @@ impl GrowingClip {
     pub fn read(&self, law: Law, offset: usize, out: &mut [u8]) -> usize {
         let available = self.available();
         let n = out.len().min(available.saturating_sub(offset));
-        let words = match law {
-            Law::Pcmu => &self.ulaw,
-            Law::Pcma => &self.alaw,
-        };
         let mut i = 0;
         while i < n {
             let at = offset + i;
-            let word = words[at / 8].load(Ordering::Relaxed).to_le_bytes();
+            // Below `available`, so the writer made this segment before publishing it.
+            let Some(segment) = self.segments[at / SEGMENT].get() else {
+                break;
+            };
+            let words = match law {
+                Law::Pcmu => &segment.ulaw,
+                Law::Pcma => &segment.alaw,
+            };
+            let word = words[(at % SEGMENT) / 8]
+                .load(Ordering::Relaxed)
+                .to_le_bytes();
             let from = at % 8;
             let take = (8 - from).min(n - i);
             out[i..i + take].copy_from_slice(&word[from..from + take]);
             i += take;
         }
-        n
+        i
     }
 
     /// The whole clip as an ordinary [`Clip`], once complete and not failed (to keep for
@@ -153,18 +177,18 @@ impl GrowingClipWriter {
             self.written += 1;
             if slot == 7 {
                 self.store_word();
-                self.clip
-                    .available
-                    .store(self.written, Ordering::Release);
+                self.clip.available.store(self.written, Ordering::Release);
             }
         }
         take == samples.len()
     }
 
     fn store_word(&mut self) {
-        let word = (self.written - 1) / 8;
-        self.clip.ulaw[word].store(u64::from_le_bytes(self.pending_u), Ordering::Relaxed);
-        self.clip.alaw[word].store(u64::from_le_bytes(self.pending_a), Ordering::Relaxed);
+        let at = self.written - 1;
+        let segment = self.clip.segments[at / SEGMENT].get_or_init(Segment::new);
+        let word = (at % SEGMENT) / 8;
+        segment.ulaw[word].store(u64::from_le_bytes(self.pending_u), Ordering::Relaxed);
+        segment.alaw[word].store(u64::from_le_bytes(self.pending_a), Ordering::Relaxed);
     }
 
     /// Samples written so far.
@@ -176,9 +200,7 @@ impl GrowingClipWriter {
         if !self.written.is_multiple_of(8) {
             self.store_word();
         }
-        self.clip
-            .available
-            .store(self.written, Ordering::Release);
+        self.clip.available.store(self.written, Ordering::Release);
     }
 
     /// Everything is written: readers play to the end and stop there.
@@ -226,7 +248,7 @@ mod tests {
     fn readers_see_what_is_published_byte_exact_in_both_laws() {
         let samples = ramp(1003);
         let (clip, mut w) = GrowingClip::new(1003);
-        assert_eq!(clip.capacity(), 1008);
+        assert_eq!(clip.capacity(), 8000);
         assert!(w.push(&samples[..13]));
         // Published in whole words: 8 of 13.
         assert_eq!(clip.available(), 8);
@@ -253,12 +275,15 @@ mod tests {
     #[test]
     fn a_full_clip_refuses_more_and_a_dropped_writer_fails_it() {
         let (clip, mut w) = GrowingClip::new(16);
-        assert!(!w.push(&ramp(20)));
-        assert_eq!(w.written(), 16);
+        assert!(!w.push(&ramp(8001)));
+        assert_eq!(w.written(), 8000);
         drop(w);
         assert!(clip.is_complete());
-        assert_eq!(clip.available(), 16);
-        assert!(clip.failure().is_some_and(|f| f.contains("before it was complete")));
+        assert_eq!(clip.available(), 8000);
+        assert!(
+            clip.failure()
+                .is_some_and(|f| f.contains("before it was complete"))
+        );
         assert!(clip.to_clip().is_none(), "a failed clip is not kept");
     }
 
