@@ -562,11 +562,21 @@ pub async fn run_bench(opts: &BenchOptions) -> Result<BenchReport, ClientError> 
                         last_answer = ev.at;
                         setup_ns.push(ns_between(sent, ev.at));
                         if let (Some(c), Some(body), Some(m)) = (control, &speak_body, &opts.mrcp) {
+                            // `{n}` in what is spoken is the session's number, from 1: each
+                            // session can ask for something of its own (a voicemail message).
+                            let body = if body.content.contains("{n}") {
+                                Arc::new(SpeakBody {
+                                    content_type: body.content_type,
+                                    content: body.content.replace("{n}", &(i + 1).to_string()),
+                                })
+                            } else {
+                                body.clone()
+                            };
                             calls[i].control = Some(spawn_control(
                                 i,
                                 c.addr,
                                 c.channel,
-                                body.clone(),
+                                body,
                                 m.speak_after,
                                 sink.clone(),
                             ));

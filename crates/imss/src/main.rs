@@ -112,6 +112,8 @@ enum Command {
         mrcp: bool,
         /// What each session SPEAKs: a URI, SSML or text, as for `call --speak`. It should
         /// start with sound (a tone file, a live source) for the SPEAK-to-audio figure.
+        /// `{n}` is replaced by the session's number (from 1), e.g.
+        /// `imap://host/INBOX/;UID={n}` for a message of its own per session.
         #[arg(long, value_name = "URI|TEXT", requires = "mrcp")]
         speak: Option<String>,
         /// MRCP resource to ask for.

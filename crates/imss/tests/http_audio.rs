@@ -13,6 +13,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::session::*;
 use support::*;
 
 // ---------------------------------------------------------------------------------------
@@ -258,206 +259,6 @@ fn sine(rate: u32, freq: f64, seconds: f64) -> Vec<f32> {
             (0.5 * (2.0 * std::f64::consts::PI * freq * i as f64 / f64::from(rate)).sin()) as f32
         })
         .collect()
-}
-
-/// G.711 μ-law decoding (ITU-T), independent of the server's code.
-fn ulaw(b: u8) -> i16 {
-    let b = !b;
-    let t = ((i32::from(b & 0x0f) << 3) + 0x84) << ((b & 0x70) >> 4);
-    (if b & 0x80 != 0 { 0x84 - t } else { t - 0x84 }) as i16
-}
-
-/// The loud μ-law packets arriving on `rtp` during `span` from the first loud one (waited
-/// for up to 5 s): how many, and their frequency by zero crossings (comfort silence around
-/// the audio is left out).
-fn loud_frequency(rtp: &UdpSocket, span: Duration) -> (usize, f64) {
-    rtp.set_read_timeout(Some(Duration::from_millis(50)))
-        .expect("timeout");
-    let mut buf = [0u8; 2048];
-    let (mut packets, mut crossings, mut samples) = (0usize, 0usize, 0usize);
-    let mut end = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < end {
-        if let Ok(len) = rtp.recv(&mut buf)
-            && len > 12
-            && buf[1] & 0x7f == 0
-        {
-            let s: Vec<i16> = buf[12..len].iter().map(|b| ulaw(*b)).collect();
-            let rms = (s
-                .iter()
-                .map(|x| (f64::from(*x) / 32768.0).powi(2))
-                .sum::<f64>()
-                / s.len() as f64)
-                .sqrt();
-            if rms > 0.1 {
-                if packets == 0 {
-                    end = Instant::now() + span;
-                }
-                packets += 1;
-                crossings += s.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
-                samples += s.len();
-            }
-        }
-    }
-    let freq = crossings as f64 / 2.0 / (samples.max(1) as f64 / 8000.0);
-    (packets, freq)
-}
-
-/// Drops whatever RTP is queued on `rtp`.
-fn drain(rtp: &UdpSocket) {
-    rtp.set_read_timeout(Some(Duration::from_millis(5)))
-        .expect("timeout");
-    let mut buf = [0u8; 2048];
-    while rtp.recv(&mut buf).is_ok() {}
-}
-
-// ---------------------------------------------------------------------------------------
-// MRCPv2 sessions (UniMRCP umc's SIP messages, as in tests/mrcp.rs)
-// ---------------------------------------------------------------------------------------
-
-fn vector(name: &str) -> String {
-    let dir = if name.starts_with("sip-") {
-        "../sip/tests/vectors/unimrcp-1.8"
-    } else {
-        "../mrcp/tests/data"
-    };
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir).join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn new_call_id() -> String {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("http-audio-{}-{n}", std::process::id())
-}
-
-/// A captured SIP message with this test's addresses, Call-ID and a fresh branch.
-fn retarget(msg: &str, server: SocketAddr, me: SocketAddr, rtp_port: u16, call_id: &str) -> String {
-    let branch: String = call_id
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .collect();
-    let msg = msg
-        .replace("eb6a0766-6216-1240-f1ab-b6f5632ca98f", call_id)
-        .replace("branch=z9hG4bK", &format!("branch=z9hG4bK{branch}x"))
-        .replace("127.0.0.1:8060", &server.to_string())
-        .replace("127.0.0.1:8062", &me.to_string())
-        .replace("m=audio 4000 ", &format!("m=audio {rtp_port} "));
-    let (head, body) = msg.split_once("\r\n\r\n").expect("header/body split");
-    let head: Vec<String> = head
-        .split("\r\n")
-        .map(|l| {
-            if l.to_ascii_lowercase().starts_with("content-length:") {
-                format!("Content-Length: {}", body.len())
-            } else {
-                l.to_string()
-            }
-        })
-        .collect();
-    format!("{}\r\n\r\n{body}", head.join("\r\n"))
-}
-
-/// An MRCPv2 session: SIP set up and acknowledged, the control connection open.
-struct Session {
-    rtp: UdpSocket,
-    channel: String,
-    tcp: TcpStream,
-    buf: Vec<u8>,
-    _sip: UdpSocket,
-}
-
-fn open_session(server: &Server) -> Session {
-    let sip = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    sip.set_read_timeout(Some(Duration::from_millis(300)))
-        .expect("timeout");
-    let me = sip.local_addr().expect("addr");
-    let rtp_port = free_rtp_port();
-    let rtp = UdpSocket::bind(("127.0.0.1", rtp_port)).expect("bind rtp");
-    let call_id = new_call_id();
-    let invite = retarget(
-        &vector("sip-invite-from-umc.txt"),
-        server.sip,
-        me,
-        rtp_port,
-        &call_id,
-    );
-    sip.send_to(invite.as_bytes(), server.sip).expect("INVITE");
-    let mut buf = vec![0u8; 65536];
-    let end = Instant::now() + Duration::from_secs(5);
-    let ok = loop {
-        assert!(Instant::now() < end, "no 200 OK; log:\n{}", server.log());
-        if let Ok((n, _)) = sip.recv_from(&mut buf) {
-            let t = String::from_utf8_lossy(&buf[..n]).to_string();
-            if t.contains(&call_id) && t.starts_with("SIP/2.0 200") {
-                break t;
-            }
-        }
-    };
-    let channel = ok
-        .lines()
-        .find_map(|l| l.strip_prefix("a=channel:"))
-        .expect("a=channel")
-        .trim()
-        .to_string();
-    let to_tag = ok
-        .lines()
-        .find(|l| l.starts_with("To:"))
-        .and_then(|l| l.split(";tag=").nth(1))
-        .expect("To tag")
-        .trim()
-        .to_string();
-    let ack = retarget(
-        &vector("sip-ack-from-umc.txt"),
-        server.sip,
-        me,
-        rtp_port,
-        &call_id,
-    )
-    .replace("Q8jF6rpvQmHpS", &to_tag);
-    sip.send_to(ack.as_bytes(), server.sip).expect("ACK");
-    let tcp = TcpStream::connect(server.mrcp).expect("MRCP connect");
-    tcp.set_read_timeout(Some(Duration::from_millis(200)))
-        .expect("timeout");
-    Session {
-        rtp,
-        channel,
-        tcp,
-        buf: Vec::new(),
-        _sip: sip,
-    }
-}
-
-impl Session {
-    /// Sends a SPEAK of `uri` as a text/uri-list, with `extra` header lines.
-    fn speak_uri(&mut self, request_id: u32, extra: &str, uri: &str) {
-        self.speak(request_id, extra, "text/uri-list", &format!("{uri}\r\n"));
-    }
-
-    fn speak(&mut self, request_id: u32, extra: &str, content_type: &str, body: &str) {
-        drain(&self.rtp);
-        let msg = mrcp::mrcp_request(
-            &self.channel,
-            "SPEAK",
-            request_id,
-            &format!("{extra}Content-Type: {content_type}\r\n"),
-            body,
-        );
-        self.tcp.write_all(&msg).expect("SPEAK");
-    }
-
-    fn read_until(&mut self, want: &str, limit: Duration) -> String {
-        mrcp::read_until(&mut self.tcp, &mut self.buf, want, limit)
-    }
-
-    /// Waits for the SPEAK's `200 IN-PROGRESS` and measures the audio that follows.
-    fn plays(&mut self, request_id: u32, span: Duration) -> (usize, f64) {
-        let r = self.read_until(" 200 IN-PROGRESS", Duration::from_secs(10));
-        assert!(r.contains(&format!(" {request_id} 200 IN-PROGRESS")), "{r}");
-        loud_frequency(&self.rtp, span)
-    }
-
-    fn complete(&mut self, limit: Duration) -> String {
-        self.read_until("SPEAK-COMPLETE", limit)
-    }
 }
 
 /// Asserts a SPEAK-COMPLETE with `003 uri-failure` for `uri` and the given cause.
@@ -1043,7 +844,10 @@ fn loud_windows(audio: &[f32]) -> Vec<f64> {
         .chunks_exact(800)
         .filter(|w| (w.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>() / 800.0).sqrt() > 0.1)
         .map(|w| {
-            let crossings = w.windows(2).filter(|p| (p[0] < 0.0) != (p[1] < 0.0)).count();
+            let crossings = w
+                .windows(2)
+                .filter(|p| (p[0] < 0.0) != (p[1] < 0.0))
+                .count();
             crossings as f64 / 2.0 / 0.1
         })
         .collect()

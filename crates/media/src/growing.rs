@@ -40,19 +40,28 @@ const FAILED: u8 = 2;
 
 /// Audio decoded so far, readable while more arrives.
 pub struct GrowingClip {
+    /// What is decoded (a URI), for messages.
+    name: String,
     segments: Box<[OnceLock<Segment>]>,
     /// Samples readers may read.
     available: AtomicUsize,
     state: AtomicU8,
-    failure: Mutex<Option<String>>,
+    /// Why the writer gave up: a short cause token and the reason.
+    failure: Mutex<Option<(String, String)>>,
 }
 
 impl GrowingClip {
     /// An empty clip that may grow to `capacity` samples (at 8 kHz; rounded up to whole
     /// seconds), and its writer. Memory is taken as the audio arrives.
     pub fn new(capacity: usize) -> (Arc<GrowingClip>, GrowingClipWriter) {
+        GrowingClip::named("", capacity)
+    }
+
+    /// As [`new`](GrowingClip::new), for the audio of `name` (a URI).
+    pub fn named(name: &str, capacity: usize) -> (Arc<GrowingClip>, GrowingClipWriter) {
         let segments = capacity.div_ceil(SEGMENT);
         let clip = Arc::new(GrowingClip {
+            name: name.to_string(),
             segments: (0..segments).map(|_| OnceLock::new()).collect(),
             available: AtomicUsize::new(0),
             state: AtomicU8::new(GROWING),
@@ -65,6 +74,11 @@ impl GrowingClip {
             pending_a: [0; 8],
         };
         (clip, writer)
+    }
+
+    /// What is decoded, as given to [`named`](GrowingClip::named).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Room, in samples.
@@ -85,6 +99,12 @@ impl GrowingClip {
 
     /// Why the writer gave up, if it did (what was written before still plays).
     pub fn failure(&self) -> Option<String> {
+        self.failure_with_cause().map(|(_, reason)| reason)
+    }
+
+    /// The cause token and reason given to [`GrowingClipWriter::fail_because`] (the token
+    /// is `incomplete` for [`GrowingClipWriter::fail`]).
+    pub fn failure_with_cause(&self) -> Option<(String, String)> {
         if self.state.load(Ordering::Acquire) != FAILED {
             return None;
         }
@@ -141,6 +161,7 @@ impl GrowingClip {
 impl std::fmt::Debug for GrowingClip {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GrowingClip")
+            .field("name", &self.name)
             .field("available", &self.available())
             .field("capacity", &self.capacity())
             .field("complete", &self.is_complete())
@@ -211,10 +232,16 @@ impl GrowingClipWriter {
 
     /// The rest cannot be had (`why`): what was written still plays, then the clip ends.
     pub fn fail(mut self, why: &str) {
-        self.set_failed(why);
+        self.set_failed("incomplete", why);
     }
 
-    fn set_failed(&mut self, why: &str) {
+    /// As [`fail`](GrowingClipWriter::fail), with a short token saying why (e.g.
+    /// `undecodable`), for the reader to report.
+    pub fn fail_because(mut self, cause: &str, why: &str) {
+        self.set_failed(cause, why);
+    }
+
+    fn set_failed(&mut self, cause: &str, why: &str) {
         if self.clip.is_complete() {
             return;
         }
@@ -223,7 +250,8 @@ impl GrowingClipWriter {
             .clip
             .failure
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why.to_string());
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((cause.to_string(), why.to_string()));
         self.clip.state.store(FAILED, Ordering::Release);
     }
 }
@@ -231,7 +259,7 @@ impl GrowingClipWriter {
 impl Drop for GrowingClipWriter {
     fn drop(&mut self) {
         if !self.clip.is_complete() {
-            self.set_failed("the audio ended before it was complete");
+            self.set_failed("incomplete", "the audio ended before it was complete");
         }
     }
 }

@@ -397,7 +397,10 @@ mod tests {
         let (clip, mut writer) = GrowingClip::new(500);
         let after = ramp(160, -0.5);
         let mut p = Playout::new(
-            vec![PlayItem::Growing(Arc::clone(&clip)), PlayItem::Clip(after.clone())],
+            vec![
+                PlayItem::Growing(Arc::clone(&clip)),
+                PlayItem::Clip(after.clone()),
+            ],
             Repeat::Times(1),
             Duration::ZERO,
             None,

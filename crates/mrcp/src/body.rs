@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use quick_xml::events::{BytesStart, Event};
 
+use crate::headers::{Headers, Prosody, names};
+use crate::speech::{Gender, Markup, Speech, SpeechPart, VoiceSelection, collapse_whitespace};
+
 /// One thing to play, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PlanItem {
@@ -15,15 +18,18 @@ pub enum PlanItem {
         /// SSML fallback content, to speak only if the URI fails.
         fallback: Option<String>,
     },
-    /// Text to speak.
+    /// Text to speak, without markup.
     Text {
         /// The text, whitespace collapsed.
         text: String,
-        /// The voice asked for (`<voice name>`, else its gender).
+        /// The voice asked for by name (`<voice name>`).
         voice: Option<String>,
         /// The language asked for (`xml:lang`).
         language: Option<String>,
     },
+    /// Text with markup the synthesizer renders (prosody, emphasis, sentences, say-as), or
+    /// asking for a voice by more than its name.
+    Speech(Speech),
     /// Silence.
     Break(Duration),
     /// An SSML mark: report SPEECH-MARKER when playback reaches it.
@@ -175,31 +181,145 @@ fn parse_uri_list(text: &str) -> Result<PlayPlan, BodyError> {
     Ok(plan)
 }
 
-fn collapse_whitespace(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 /// What an open element contributes to the text inside it.
 #[derive(Clone, Debug, Default)]
 struct Scope {
-    voice: Option<String>,
+    voice: VoiceSelection,
     language: Option<String>,
     /// Text inside is dropped (`<desc>`, `<meta>`, `<sub>` content, …).
     silent: bool,
     /// Closing this element closes an `<audio>`.
     audio: bool,
-    /// A block element (`<p>`, `<s>`): text does not run on across its edges.
-    block: bool,
+    /// The markup elements open here, outermost first, each with its element's number.
+    markup: Vec<(u32, Markup)>,
+    /// The `<say-as>` open here: its element's number, `interpret-as` and `format`.
+    say_as: Option<(u32, String, Option<String>)>,
+}
+
+/// The text gathered since the last item that is not text, in one voice and language.
+#[derive(Default)]
+struct TextRun {
+    parts: Vec<SpeechPart>,
+    voice: VoiceSelection,
+    language: Option<String>,
+    /// The element numbers of the markup open in `parts`, outermost first.
+    open: Vec<u32>,
+    /// The element number of the say-as that `parts` ends with.
+    say_as: Option<u32>,
+}
+
+impl TextRun {
+    /// Whether the run holds anything to say.
+    fn has_words(&self) -> bool {
+        self.parts.iter().any(|p| match p {
+            SpeechPart::Text(t) | SpeechPart::SayAs { text: t, .. } => !t.trim().is_empty(),
+            SpeechPart::Open(_) | SpeechPart::Close => false,
+        })
+    }
+
+    /// Closes and opens markup so that what follows is inside exactly `markup`.
+    fn enter(&mut self, markup: &[(u32, Markup)]) {
+        let common = self
+            .open
+            .iter()
+            .zip(markup)
+            .take_while(|(open, (id, _))| *open == id)
+            .count();
+        while self.open.len() > common {
+            self.open.pop();
+            self.parts.push(SpeechPart::Close);
+            self.say_as = None;
+        }
+        for (id, m) in &markup[common..] {
+            self.open.push(*id);
+            self.parts.push(SpeechPart::Open(*m));
+            self.say_as = None;
+        }
+    }
+
+    fn push_text(&mut self, scope: &Scope, text: &str) {
+        self.enter(&scope.markup);
+        match &scope.say_as {
+            Some((id, interpret_as, format)) => match self.parts.last_mut() {
+                Some(SpeechPart::SayAs { text: t, .. }) if self.say_as == Some(*id) => {
+                    t.push_str(text)
+                }
+                _ => {
+                    self.parts.push(SpeechPart::SayAs {
+                        interpret_as: interpret_as.clone(),
+                        format: format.clone(),
+                        text: text.to_string(),
+                    });
+                    self.say_as = Some(*id);
+                }
+            },
+            None => {
+                self.say_as = None;
+                match self.parts.last_mut() {
+                    Some(SpeechPart::Text(t)) => t.push_str(text),
+                    _ => self.parts.push(SpeechPart::Text(text.to_string())),
+                }
+            }
+        }
+    }
+
+    /// The run as a plan item, or `None` when it holds no words; the run is empty
+    /// afterwards. Text whose only markup is sentences and paragraphs, in a voice chosen by
+    /// name at most, is plain text: each sentence ends with a full stop.
+    fn take(&mut self) -> Option<PlanItem> {
+        self.enter(&[]);
+        let run = std::mem::take(self);
+        if !run.has_words() {
+            return None;
+        }
+        let structural = |p: &SpeechPart| match p {
+            SpeechPart::Text(_) | SpeechPart::Close => true,
+            SpeechPart::Open(m) => matches!(m, Markup::Sentence | Markup::Paragraph),
+            SpeechPart::SayAs { .. } => false,
+        };
+        let plain = run.parts.iter().all(structural)
+            && run.voice.gender.is_none()
+            && run.voice.age.is_none()
+            && run.voice.variant.is_none();
+        if !plain {
+            return Some(PlanItem::Speech(Speech {
+                parts: run.parts,
+                voice: run.voice,
+                language: run.language,
+            }));
+        }
+        let mut text = String::new();
+        for part in &run.parts {
+            match part {
+                SpeechPart::Text(t) => text.push_str(t),
+                SpeechPart::Close => {
+                    let written = text.trim_end();
+                    if !written.is_empty()
+                        && !written.ends_with(['.', '!', '?', ';', ':', '\u{3002}'])
+                    {
+                        text.truncate(written.len());
+                        text.push('.');
+                    }
+                    text.push(' ');
+                }
+                _ => text.push(' '),
+            }
+        }
+        Some(PlanItem::Text {
+            text: collapse_whitespace(&text),
+            voice: run.voice.name,
+            language: run.language,
+        })
+    }
 }
 
 struct SsmlPlan {
     items: PlayPlan,
-    /// Text gathered since the last non-text item, with the scope it was spoken in.
-    text: String,
-    text_voice: Option<String>,
-    text_language: Option<String>,
+    run: TextRun,
     /// The open `<audio>`: its index in `items` and its fallback text so far.
     audio: Option<(usize, String)>,
+    /// Numbers the markup and say-as elements, so that two alike in a row stay two.
+    elements: u32,
 }
 
 impl SsmlPlan {
@@ -211,27 +331,24 @@ impl SsmlPlan {
             fallback.push_str(text);
             return;
         }
-        if !self.text.trim().is_empty()
-            && (self.text_voice != scope.voice || self.text_language != scope.language)
+        if self.run.has_words()
+            && (self.run.voice != scope.voice || self.run.language != scope.language)
         {
             self.flush_text();
         }
-        if self.text.trim().is_empty() {
-            self.text_voice = scope.voice.clone();
-            self.text_language = scope.language.clone();
+        if !self.run.has_words() {
+            self.run = TextRun {
+                voice: scope.voice.clone(),
+                language: scope.language.clone(),
+                ..TextRun::default()
+            };
         }
-        self.text.push_str(text);
+        self.run.push_text(scope, text);
     }
 
     fn flush_text(&mut self) {
-        let text = collapse_whitespace(&self.text);
-        self.text.clear();
-        if !text.is_empty() {
-            self.items.push(PlanItem::Text {
-                text,
-                voice: self.text_voice.take(),
-                language: self.text_language.take(),
-            });
+        if let Some(item) = self.run.take() {
+            self.items.push(item);
         }
     }
 
@@ -243,6 +360,11 @@ impl SsmlPlan {
         self.flush_text();
         self.items.push(item);
     }
+
+    fn next_element(&mut self) -> u32 {
+        self.elements = self.elements.wrapping_add(1);
+        self.elements
+    }
 }
 
 fn parse_ssml(text: &str, subset: SsmlSubset) -> Result<PlayPlan, BodyError> {
@@ -253,10 +375,9 @@ fn parse_ssml(text: &str, subset: SsmlSubset) -> Result<PlayPlan, BodyError> {
     };
     let mut plan = SsmlPlan {
         items: Vec::new(),
-        text: String::new(),
-        text_voice: None,
-        text_language: None,
+        run: TextRun::default(),
         audio: None,
+        elements: 0,
     };
     let mut stack: Vec<(String, Scope)> = Vec::new();
     let mut seen_root = false;
@@ -385,23 +506,66 @@ fn open_element(
 ) -> Result<Scope, BodyError> {
     let mut scope = Scope {
         audio: false,
-        block: false,
         ..parent.clone()
     };
     if let Some(lang) = attribute(start, "xml:lang") {
         scope.language = Some(lang);
     }
     match name {
-        "p" | "s" | "paragraph" | "sentence" => {
-            scope.block = true;
-            plan.add_text(&scope, " ");
+        "p" | "paragraph" => open_markup(plan, &mut scope, Markup::Paragraph),
+        "s" | "sentence" => open_markup(plan, &mut scope, Markup::Sentence),
+        "emphasis" => {
+            let level = match attribute(start, "level").as_deref().map(str::trim) {
+                Some("none") => None,
+                Some("reduced") => Some("reduced"),
+                Some("strong" | "x-strong") => Some("strong"),
+                _ => Some("moderate"),
+            };
+            if let Some(level) = level {
+                open_markup(plan, &mut scope, Markup::Emphasis(level));
+            }
+        }
+        "prosody" => {
+            let mut headers = Headers::new();
+            for (attr, header) in [
+                ("rate", names::PROSODY_RATE),
+                ("pitch", names::PROSODY_PITCH),
+                ("volume", names::PROSODY_VOLUME),
+            ] {
+                if let Some(value) = attribute(start, attr) {
+                    headers.push(header, value);
+                }
+            }
+            // Values the synthesizer cannot honour (pitch in Hz, contour, duration) leave
+            // the text as it is.
+            let (prosody, _) = Prosody::from_headers(&headers);
+            if !prosody.is_empty() {
+                open_markup(plan, &mut scope, Markup::Prosody(prosody));
+            }
         }
         "voice" => {
-            if let Some(v) = attribute(start, "name").or_else(|| attribute(start, "gender")) {
-                scope.voice = Some(v);
-            }
+            let asked = VoiceSelection {
+                name: attribute(start, "name")
+                    .and_then(|n| n.split_whitespace().next().map(str::to_string)),
+                gender: attribute(start, "gender").and_then(|g| Gender::parse(&g)),
+                age: attribute(start, "age").and_then(|a| a.trim().parse().ok()),
+                variant: attribute(start, "variant").and_then(|v| v.trim().parse().ok()),
+            };
+            scope.voice = if asked.name.is_some() {
+                // A named voice replaces the enclosing choice; its other attributes refine it.
+                asked
+            } else {
+                scope.voice.overlaid(&asked)
+            };
             if let Some(lang) = attribute(start, "languages") {
                 scope.language = lang.split_whitespace().next().map(str::to_string);
+            }
+        }
+        "say-as" => {
+            // Without interpret-as (which SSML requires) the text is read as written.
+            if let Some(interpret_as) = attribute(start, "interpret-as") {
+                let id = plan.next_element();
+                scope.say_as = Some((id, interpret_as, attribute(start, "format")));
             }
         }
         "lang" => {}
@@ -441,11 +605,16 @@ fn open_element(
             scope.silent = true;
         }
         "desc" | "meta" | "metadata" | "lexicon" | "lookup" => scope.silent = true,
-        // say-as, prosody, emphasis, phoneme, token, w, speak and unknown elements: the text
-        // inside is spoken as it is.
+        // phoneme, token, w, speak and unknown elements: the text inside is spoken as it is.
         _ => {}
     }
     Ok(scope)
+}
+
+/// Text inside `scope` is inside `markup` too.
+fn open_markup(plan: &mut SsmlPlan, scope: &mut Scope, markup: Markup) {
+    let id = plan.next_element();
+    scope.markup.push((id, markup));
 }
 
 fn close_element(plan: &mut SsmlPlan, scope: &Scope) {
@@ -456,9 +625,6 @@ fn close_element(plan: &mut SsmlPlan, scope: &Scope) {
         if let Some(PlanItem::Audio { fallback: slot, .. }) = plan.items.get_mut(index) {
             *slot = (!fallback.is_empty()).then_some(fallback);
         }
-    }
-    if scope.block {
-        plan.add_text(scope, " ");
     }
 }
 
@@ -512,6 +678,25 @@ mod tests {
         }
     }
 
+    /// A Speech item's voice, language and SSML (rendered for its language, else en-US).
+    fn speech(item: &PlanItem) -> (VoiceSelection, Option<String>, String) {
+        match item {
+            PlanItem::Speech(s) => (
+                s.voice.clone(),
+                s.language.clone(),
+                s.to_ssml(s.language.as_deref().unwrap_or("en-US")),
+            ),
+            other => panic!("not speech: {other:?}"),
+        }
+    }
+
+    fn named(name: &str) -> VoiceSelection {
+        VoiceSelection {
+            name: Some(name.into()),
+            ..VoiceSelection::default()
+        }
+    }
+
     #[test]
     fn ssml_with_every_element() {
         let ssml = r#"<?xml version="1.0"?>
@@ -528,10 +713,18 @@ mod tests {
   <![CDATA[x < y]]>
 </speak>"#;
         let plan = parse_speak_body("application/ssml+xml", ssml.as_bytes()).unwrap();
+        assert_eq!(plan.len(), 10, "{plan:#?}");
         assert_eq!(
-            plan,
-            vec![
-                text("Hello AB & welcome.", None, Some("en-US")),
+            speech(&plan[0]),
+            (
+                VoiceSelection::default(),
+                Some("en-US".into()),
+                r#"Hello <say-as interpret-as="characters">AB</say-as> &amp; welcome."#.into()
+            )
+        );
+        assert_eq!(
+            plan[1..5],
+            [
                 PlanItem::Break(Duration::from_millis(500)),
                 PlanItem::Mark("m1".into()),
                 PlanItem::Audio {
@@ -542,13 +735,96 @@ mod tests {
                     uri: "source:MP3".into(),
                     fallback: None
                 },
-                text("One. Two.", Some("Mary"), Some("en-GB")),
-                text("Slow World Wide Web text", None, Some("en-US")),
+            ]
+        );
+        assert_eq!(plan[5], text("One. Two.", Some("Mary"), Some("en-GB")));
+        assert_eq!(
+            speech(&plan[6]),
+            (
+                VoiceSelection::default(),
+                Some("en-US".into()),
+                r#"<prosody rate="75%">Slow World Wide Web text</prosody>"#.into()
+            )
+        );
+        assert_eq!(
+            plan[7..],
+            [
                 PlanItem::Break(Duration::from_millis(750)),
                 PlanItem::Break(Duration::from_millis(1500)),
                 text("x < y", None, Some("en-US")),
             ]
         );
+    }
+
+    #[test]
+    fn markup_is_closed_at_marks_breaks_and_audio_and_opened_again_after() {
+        let ssml = r#"<speak xml:lang="en-US"><prosody rate="+50%" volume="loud">
+            Your balance <emphasis level="strong">is</emphasis><mark name="amount"/>
+            <say-as interpret-as="cardinal">1,234</say-as> dollars<break time="300ms"/>
+            due <say-as interpret-as="date" format="mdy">2026-11-24</say-as> at
+            <say-as interpret-as="time" format="hms24">14:05</say-as>.</prosody>
+            Call <say-as interpret-as="telephone">555-0100</say-as>,
+            code <say-as interpret-as="digits">1234</say-as>.</speak>"#;
+        let plan = parse_speak_body("application/ssml+xml", ssml.as_bytes()).unwrap();
+        let ssml_of = |i: usize| speech(&plan[i]).2;
+        assert_eq!(plan.len(), 5, "{plan:#?}");
+        assert_eq!(
+            ssml_of(0),
+            r#"<prosody rate="150%" volume="150%">Your balance <emphasis level="strong">is</emphasis></prosody>"#
+        );
+        assert_eq!(plan[1], PlanItem::Mark("amount".into()));
+        assert_eq!(
+            ssml_of(2),
+            r#"<prosody rate="150%" volume="150%">1234 dollars</prosody>"#
+        );
+        assert_eq!(plan[3], PlanItem::Break(Duration::from_millis(300)));
+        assert_eq!(
+            ssml_of(4),
+            r#"<prosody rate="150%" volume="150%">due November 24th, 2026 at 14 oh 5.</prosody> Call 5 5 5, 0 1 0 0, code 1 2 3 4."#
+        );
+        // The say-as is rendered for the language the text is spoken in, known only then.
+        let PlanItem::Speech(due) = &plan[4] else {
+            panic!()
+        };
+        assert!(
+            due.plain_text("de-DE")
+                .starts_with("due 24. November 2026 at 14 Uhr 5"),
+            "{}",
+            due.plain_text("de-DE")
+        );
+    }
+
+    #[test]
+    fn voices_by_gender_and_age_and_languages() {
+        let ssml = r#"<speak xml:lang="en-US">Hi
+            <voice gender="female" age="70">from grandma</voice>
+            <voice name="en-gb"><voice gender="female">a British woman</voice></voice>
+            <voice xml:lang="de-DE">auf Deutsch</voice>
+            <voice name="Mary">plain</voice></speak>"#;
+        let plan = parse_speak_body("application/ssml+xml", ssml.as_bytes()).unwrap();
+        assert_eq!(plan.len(), 5, "{plan:#?}");
+        assert_eq!(plan[0], text("Hi", None, Some("en-US")));
+        assert_eq!(
+            speech(&plan[1]),
+            (
+                VoiceSelection {
+                    gender: Some(Gender::Female),
+                    age: Some(70),
+                    ..VoiceSelection::default()
+                },
+                Some("en-US".into()),
+                "from grandma".into()
+            )
+        );
+        assert_eq!(
+            speech(&plan[2]).0,
+            VoiceSelection {
+                gender: Some(Gender::Female),
+                ..named("en-gb")
+            }
+        );
+        assert_eq!(plan[3], text("auf Deutsch", None, Some("de-DE")));
+        assert_eq!(plan[4], text("plain", Some("Mary"), Some("en-US")));
     }
 
     #[test]
@@ -560,17 +836,19 @@ mod tests {
             r#"<?xml version="1.0"?><speak version="1.0" xmlns="http://www.w3.org/2001/10/synthesis">
             You owe <say-as interpret-as="currency">$42</say-as>.<mark name="m"/>
             <audio src="a.wav">the fallback</audio></speak>"#,
-        );
+        )
+        .unwrap();
+        assert_eq!(plan.len(), 3, "{plan:#?}");
+        assert_eq!(speech(&plan[0]).2, "You owe $42.");
         assert_eq!(
-            plan,
-            Ok(vec![
-                text("You owe $42.", None, None),
+            plan[1..],
+            [
                 PlanItem::Mark("m".into()),
                 PlanItem::Audio {
                     uri: "a.wav".into(),
                     fallback: Some("the fallback".into())
                 },
-            ])
+            ]
         );
         for element in [
             "prosody", "voice", "break", "p", "s", "emphasis", "sub", "phoneme",
@@ -594,12 +872,23 @@ mod tests {
 
     #[test]
     fn sentences_do_not_run_together() {
+        for body in [
+            "<speak><s>One</s><s>Two</s></speak>",
+            "<speak><p><s>One.</s> <s>Two</s></p></speak>",
+        ] {
+            let plan = parse_speak_body("application/synthesis+ssml", body.as_bytes()).unwrap();
+            assert_eq!(plan, vec![text("One. Two.", None, None)], "{body}");
+        }
+        // With other markup the synthesizer reads the sentences itself.
         let plan = parse_speak_body(
-            "application/synthesis+ssml",
-            b"<speak><s>One.</s><s>Two.</s></speak>",
+            "application/ssml+xml",
+            b"<speak><s>One</s><s><emphasis>Two</emphasis></s></speak>",
         )
         .unwrap();
-        assert_eq!(plan, vec![text("One. Two.", None, None)]);
+        assert_eq!(
+            speech(&plan[0]).2,
+            r#"<s>One</s><s><emphasis level="moderate">Two</emphasis></s>"#
+        );
     }
 
     #[test]

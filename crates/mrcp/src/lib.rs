@@ -6,7 +6,8 @@
 //! BARGE-IN-OCCURRED, CONTROL, GET-PARAMS, SET-PARAMS, DEFINE-LEXICON; SPEAK-COMPLETE and
 //! SPEECH-MARKER; `speechsynth` and `basicsynth`), and the translation of a SPEAK body into a
 //! play plan ([`body`]: SSML — all of it, or the basicsynth subset — text/uri-list,
-//! text/plain).
+//! text/plain), whose text keeps the markup a synthesizer renders itself ([`speech`], with
+//! `<say-as>` read out by [`say_as`]).
 //!
 //! It must not do I/O, read a clock or touch audio: it holds no sockets, every input that
 //! depends on time takes `now: Instant` (and NTP timestamps come from the caller, with
@@ -26,6 +27,8 @@ pub mod body;
 pub mod codec;
 pub mod headers;
 pub mod message;
+pub mod say_as;
+pub mod speech;
 pub mod synth;
 
 pub use body::{
@@ -39,6 +42,7 @@ pub use headers::{
 pub use message::{
     EventName, Message, Method, RequestId, RequestState, StartLine, StatusCode, Version,
 };
+pub use speech::{Gender, Markup, Speech, SpeechPart, VoiceSelection};
 pub use synth::{
     MediaCommand, MediaFailure, SeekOffset, SpeakSettings, SynthConfig, SynthState, Synthesizer,
 };

@@ -622,34 +622,177 @@ impl ExternalAudio {
     }
 }
 
-/// `[mail]`
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+/// `[mail]`: the IMAP server voicemail is fetched from, and the file-based mail store.
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Mail {
-    /// IMAP server host.
+    /// IMAP server host; absent: `imap:` URIs fail with "no IMAP server configured".
     pub imap_host: Option<String>,
-    /// IMAP port.
+    /// IMAP port; default 993 with `imap_tls = "implicit"`, else 143.
     pub imap_port: Option<u16>,
-    /// `implicit`, `starttls` or `none`.
+    /// `implicit` (IMAPS, the default), `starttls`, or `none` (plain text: only when written
+    /// here explicitly).
     pub imap_tls: Option<String>,
-    /// Account used when a URI names no user.
+    /// Check the server's certificate chain and name (default true). For a private CA, set
+    /// `imap_ca_file` rather than turning this off.
+    pub imap_tls_verify: Option<bool>,
+    /// PEM file of the CA(s) to trust for the IMAP server instead of the public roots.
+    pub imap_ca_file: Option<PathBuf>,
+    /// `login` (IMAP LOGIN, the default) or `plain` (AUTHENTICATE PLAIN).
+    pub imap_auth: Option<String>,
+    /// The service account: used for URIs that name no user.
     pub imap_user: Option<String>,
-    /// Never echoed by the UI, API or logs.
+    /// The service account's password. Never echoed by the UI, API or logs.
     pub imap_password: Option<String>,
-    /// Root of the file-based mail store; default `<data_dir>/mail`.
+    /// Per-mailbox users: `imap://USER@host/…` logs in as USER with this password. Never
+    /// echoed.
+    pub imap_users: std::collections::BTreeMap<String, String>,
+    /// Bound on connecting (name resolution, TCP, TLS handshake, each), in milliseconds
+    /// (100…120,000); default 5,000.
+    pub connect_timeout_ms: Option<u32>,
+    /// Bound on any IMAP read or write that makes no progress, in milliseconds
+    /// (100…300,000); default 10,000.
+    pub read_timeout_ms: Option<u32>,
+    /// Most IMAP connections open at once, in use or idle for reuse (1…256); default 8.
+    pub pool_size: Option<u32>,
+    /// Largest message fetched, in MiB (1…1,024); default 20. A larger one fails before
+    /// its body is downloaded.
+    pub max_message_mib: Option<u32>,
+    /// Decoded voicemail kept in memory for replays ("press 1 to repeat"), in MiB
+    /// (0…4,096); default 64.
+    pub cache_mib: Option<u32>,
+    /// Root of the file-based mail store (`fbmc:MAILBOX/MESSAGE`); default
+    /// `<data_dir>/mail`.
     pub fbmc_root: Option<PathBuf>,
+    /// SSML read before a message when a SPEAK of a message URI carries
+    /// `Vendor-Specific-Parameters: read-headers=true`; `{from}`, `{from_name}`,
+    /// `{from_address}`, `{caller_id}`, `{date}`, `{time}`, `{subject}`, `{duration}` and
+    /// `{message}` are filled in (escaped for XML). Default: [`Mail::DEFAULT_HEADERS_SSML`].
+    pub read_headers_ssml: Option<String>,
+}
+
+impl Mail {
+    /// `read_headers_ssml` when not given.
+    pub const DEFAULT_HEADERS_SSML: &str = "<speak>Message from {from}, received \
+        <say-as interpret-as=\"date\" format=\"ymd\">{date}</say-as> at \
+        <say-as interpret-as=\"time\">{time}</say-as>.<break time=\"300ms\"/></speak>";
+    /// `connect_timeout_ms` when not given.
+    pub const DEFAULT_CONNECT_TIMEOUT_MS: u32 = 5_000;
+    /// `read_timeout_ms` when not given.
+    pub const DEFAULT_READ_TIMEOUT_MS: u32 = 10_000;
+    /// `pool_size` when not given.
+    pub const DEFAULT_POOL_SIZE: u32 = 8;
+    /// `max_message_mib` when not given.
+    pub const DEFAULT_MAX_MESSAGE_MIB: u32 = 20;
+    /// `cache_mib` when not given.
+    pub const DEFAULT_CACHE_MIB: u32 = 64;
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            key: format!("mail.{key}"),
+            message,
+        };
+        if let Some(tls) = &self.imap_tls
+            && !["implicit", "starttls", "none"].contains(&tls.as_str())
+        {
+            return Err(invalid(
+                "imap_tls",
+                format!("{tls:?}: expected implicit, starttls or none"),
+            ));
+        }
+        if let Some(auth) = &self.imap_auth
+            && !["login", "plain"].contains(&auth.as_str())
+        {
+            return Err(invalid(
+                "imap_auth",
+                format!("{auth:?}: expected login or plain"),
+            ));
+        }
+        if let Some(host) = &self.imap_host
+            && (host.trim().is_empty() || host.contains(['/', '@', ' ']))
+        {
+            return Err(invalid("imap_host", format!("{host:?} is not a host name")));
+        }
+        let ranges: [(&str, Option<u32>, u32, u32, &str); 6] = [
+            (
+                "connect_timeout_ms",
+                self.connect_timeout_ms,
+                100,
+                120_000,
+                "ms",
+            ),
+            ("read_timeout_ms", self.read_timeout_ms, 100, 300_000, "ms"),
+            ("pool_size", self.pool_size, 1, 256, "connections"),
+            ("max_message_mib", self.max_message_mib, 1, 1024, "MiB"),
+            ("cache_mib", self.cache_mib, 0, 4096, "MiB"),
+            ("imap_port", self.imap_port.map(u32::from), 1, 65_535, ""),
+        ];
+        for (key, value, min, max, unit) in ranges {
+            if let Some(v) = value
+                && !(min..=max).contains(&v)
+            {
+                return Err(invalid(key, format!("{v} {unit} is outside {min}…{max}")));
+            }
+        }
+        if self.imap_host.is_some() && self.imap_user.is_some() != self.imap_password.is_some() {
+            return Err(invalid(
+                "imap_password",
+                "imap_user and imap_password go together".into(),
+            ));
+        }
+        if let Some(ca) = &self.imap_ca_file
+            && let Err(e) = std::fs::metadata(ca)
+        {
+            return Err(invalid("imap_ca_file", format!("{}: {e}", ca.display())));
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Mail {
+    /// Passwords are shown as set or not, never as written.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |p: &Option<String>| p.as_ref().map(|_| "<set>");
+        f.debug_struct("Mail")
+            .field("imap_host", &self.imap_host)
+            .field("imap_port", &self.imap_port)
+            .field("imap_tls", &self.imap_tls)
+            .field("imap_tls_verify", &self.imap_tls_verify)
+            .field("imap_ca_file", &self.imap_ca_file)
+            .field("imap_auth", &self.imap_auth)
+            .field("imap_user", &self.imap_user)
+            .field("imap_password", &set(&self.imap_password))
+            .field("imap_users", &self.imap_users.keys().collect::<Vec<_>>())
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("read_timeout_ms", &self.read_timeout_ms)
+            .field("pool_size", &self.pool_size)
+            .field("max_message_mib", &self.max_message_mib)
+            .field("cache_mib", &self.cache_mib)
+            .field("fbmc_root", &self.fbmc_root)
+            .field("read_headers_ssml", &self.read_headers_ssml)
+            .finish()
+    }
 }
 
 /// `[tts]`
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Tts {
-    /// Engine name.
+    /// Engine name: `espeak-ng` (or `espeak`), the program run for each utterance.
     pub engine: String,
-    /// Default voice.
+    /// Default voice: an engine voice (`en-us`, `gmw/en-GB`) or a BCP 47 language tag; used
+    /// when a SPEAK names neither a voice nor a language.
     pub voice: String,
-    /// Speaking rate, words per minute.
+    /// Speaking rate, words per minute (80–450); `Prosody-Rate` scales it.
     pub rate_wpm: u32,
+    /// Base pitch, percent of the voice's own (10–200; 100 = unchanged); `Prosody-Pitch`
+    /// scales it.
+    pub pitch_percent: u16,
+    /// Loudness, percent of the voice's own (0–200; 100 = unchanged); `Prosody-Volume`
+    /// scales it.
+    pub volume_percent: u16,
+    /// Memory for synthesised clips kept for repeated prompts, MiB (0–4096; 0 keeps none).
+    pub cache_mib: u32,
 }
 
 impl Default for Tts {
@@ -658,7 +801,56 @@ impl Default for Tts {
             engine: "espeak-ng".into(),
             voice: "en-us".into(),
             rate_wpm: 175,
+            pitch_percent: 100,
+            volume_percent: 100,
+            cache_mib: 32,
         }
+    }
+}
+
+impl Tts {
+    /// Engines `engine` may name.
+    pub const ENGINES: [&'static str; 2] = ["espeak-ng", "espeak"];
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            key: format!("tts.{key}"),
+            message,
+        };
+        if !Self::ENGINES.contains(&self.engine.as_str()) {
+            return Err(invalid(
+                "engine",
+                format!("{:?}: expected one of {:?}", self.engine, Self::ENGINES),
+            ));
+        }
+        if self.voice.trim().is_empty() {
+            return Err(invalid("voice", "must not be empty".into()));
+        }
+        if !(80..=450).contains(&self.rate_wpm) {
+            return Err(invalid(
+                "rate_wpm",
+                format!("{} words per minute is outside 80–450", self.rate_wpm),
+            ));
+        }
+        if !(10..=200).contains(&self.pitch_percent) {
+            return Err(invalid(
+                "pitch_percent",
+                format!("{}% is outside 10–200%", self.pitch_percent),
+            ));
+        }
+        if self.volume_percent > 200 {
+            return Err(invalid(
+                "volume_percent",
+                format!("{}% is above 200%", self.volume_percent),
+            ));
+        }
+        if self.cache_mib > 4096 {
+            return Err(invalid(
+                "cache_mib",
+                format!("{} MiB is above 4096 MiB", self.cache_mib),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -860,6 +1052,7 @@ impl Config {
         self.validate_session_timers()?;
         self.validate_mrcp_tls()?;
         self.validate_http_audio()?;
+        self.tts.validate()?;
         if let Some(p) = rtp.realtime_priority
             && !(1..=99).contains(&p)
         {
@@ -942,14 +1135,7 @@ impl Config {
             }
         }
         self.validate_fallback_chains()?;
-        if let Some(tls) = &self.mail.imap_tls
-            && !["implicit", "starttls", "none"].contains(&tls.as_str())
-        {
-            return Err(invalid(
-                "mail.imap_tls",
-                format!("{tls:?}: expected implicit, starttls or none"),
-            ));
-        }
+        self.mail.validate()?;
         if let Some(n) = &self.notifier
             && !n.url.starts_with("nats://")
             && !n.url.starts_with("tls://")

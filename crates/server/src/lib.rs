@@ -28,6 +28,7 @@ pub mod target;
 pub mod tls;
 pub mod tts;
 mod upstream;
+mod voicemail;
 
 pub use config::{Config, ConfigError};
 pub use demo::write_demo_music;
@@ -66,6 +67,9 @@ pub enum StartError {
     /// The HTTP audio fetcher could not be set up (its cache folder, CA file or proxy).
     #[error("{0}")]
     HttpAudio(#[from] fetch::SetupError),
+    /// The mail settings cannot be used (a CA file that cannot be read, say).
+    #[error("[mail]: {0}")]
+    Mail(#[from] imss_mail::MailError),
     /// A data folder could not be created.
     #[error("cannot create {path}: {source}")]
     DataDir {
@@ -159,6 +163,8 @@ pub(crate) struct Shared {
     pub http_audio: Arc<fetch::HttpAudio>,
     /// The bound TLS control port, written into answers to `TCP/TLS/MRCPv2` offers.
     pub mrcp_tls_port: Option<u16>,
+    /// Voicemail out of email (`imap:` and `fbmc:` URIs), and its cache.
+    pub voicemail: voicemail::Voicemail,
 }
 
 /// Binds SIP over UDP and TCP on the same port. With port 0 (tests) UDP picks the port and
@@ -238,6 +244,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let ports = PortAllocator::new(config.rtp.bind, config.rtp.port_min, config.rtp.port_max)
         .map_err(|e| StartError::Ports(e.to_string()))?;
     let http_audio = Arc::new(fetch::HttpAudio::new(&config)?);
+    let voicemail = voicemail::Voicemail::new(&config, tokio::runtime::Handle::current())?;
     let sources = live::LiveSources::start(&config, &clips, Some(playlist_fetcher(&http_audio)));
 
     let (pacer_tx, pacer_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -333,6 +340,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         mrcp_port: mrcp.port(),
         mrcp_tls_port: mrcp_tls_addr.map(|a| a.port()),
         http_audio,
+        voicemail,
     });
 
     let mut tasks = Vec::new();

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod mrcp;
+pub mod session;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, UdpSocket};

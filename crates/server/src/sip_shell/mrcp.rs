@@ -5,8 +5,9 @@ use super::{Call, Shell, ShellInput, new_stream};
 use crate::Shared;
 use crate::audio_root::{self, AudioPathError};
 use crate::fetch::{self, FetchOptions};
-use crate::tts::{self, SpeechStyle, TtsError};
-use imss_media::{Clip, PlayItem, Playout, Repeat, samples_in};
+use crate::tts::{self, SpeakDefaults, TtsError, Utterance};
+use crate::voicemail;
+use imss_media::{Clip, GrowingClip, PlayItem, Playout, Repeat, samples_in};
 use imss_mrcp::{
     CompletionCause, MediaCommand, MediaFailure, Message, PlanItem, PlayPlan, RequestId,
     RequestState, SeekOffset, SpeakSettings, SsmlSubset, StatusCode, SynthConfig, Synthesizer,
@@ -40,6 +41,9 @@ pub(super) struct Channel {
     marks: Vec<String>,
     /// The SPEAK the synthesizer made active, from its Play command until it ends.
     current: Option<CurrentSpeak>,
+    /// Voicemail of the playing SPEAK that is still downloading: a download that fails
+    /// ends the SPEAK with `uri-failure` rather than `normal`.
+    growing: Vec<Arc<GrowingClip>>,
 }
 
 /// The active SPEAK of a channel: what it plays and how, so that its text can be rendered
@@ -93,6 +97,7 @@ impl Channels {
                 conn: None,
                 playing: None,
                 marks: Vec::new(),
+                growing: Vec::new(),
                 current: None,
             },
         );
@@ -607,7 +612,8 @@ impl Shell {
         tokio::task::spawn_blocking(move || {
             let result = Resolved {
                 render,
-                result: resolve_plan(&shared, plan, &settings, &HashMap::new()),
+                result: with_voicemail_headers(&shared, plan, &settings)
+                    .and_then(|plan| resolve_plan(&shared, plan, &settings, &HashMap::new())),
             };
             let _ = tx.send(ShellInput::SpeakResolved {
                 channel_id,
@@ -649,6 +655,7 @@ impl Shell {
                 self.shared.pacer.replace_upcoming(c.stream_id, items);
             }
             Ok((items, marks)) => {
+                let growing = growing_of(&items);
                 // A CONTROL Speak-Length that came first counts from the start, as the
                 // SPEAK's own does.
                 let mut playout =
@@ -663,6 +670,7 @@ impl Shell {
                 }
                 channel.playing = Some(request_id);
                 channel.marks = marks;
+                channel.growing = growing;
                 c.replace_playout(&self.shared.pacer, playout);
             }
             Err(failure) if playing => {
@@ -737,7 +745,28 @@ impl Shell {
                 }
                 channel.current = None;
                 channel.synth.handle_wall_clock(now, ntp_now());
-                channel.synth.media_finished(now, request_id);
+                let failed = std::mem::take(&mut channel.growing)
+                    .into_iter()
+                    .find_map(|g| {
+                        g.failure_with_cause()
+                            .map(|(cause, why)| (g.name().to_string(), cause, why))
+                    });
+                match failed {
+                    Some((uri, cause, why)) => {
+                        tracing::info!(channel = %id, request_id, %why, "voicemail failed during playback");
+                        let completion = if cause == voicemail::UNDECODABLE {
+                            CompletionCause::Error
+                        } else {
+                            CompletionCause::UriFailure
+                        };
+                        channel.synth.media_failed(
+                            now,
+                            request_id,
+                            MediaFailure::new(completion, why).with_failed_uri(uri, cause),
+                        );
+                    }
+                    None => channel.synth.media_finished(now, request_id),
+                }
                 self.drain_channel(&id);
             }
         }
@@ -756,7 +785,7 @@ fn current_of(
 /// Whether rendering `item` involves the TTS engine (text, or an audio item's fallback text).
 fn has_text(item: &PlanItem) -> bool {
     match item {
-        PlanItem::Text { .. } => true,
+        PlanItem::Text { .. } | PlanItem::Speech(_) => true,
         PlanItem::Audio { fallback, .. } => fallback.is_some(),
         PlanItem::Break(_) | PlanItem::Mark(_) => false,
     }
@@ -775,17 +804,13 @@ fn resolve_plan(
     ready: &HashMap<String, Arc<Clip>>,
 ) -> Result<(Vec<PlayItem>, Vec<String>), MediaFailure> {
     let tts_config = &shared.config.tts;
-    let style = SpeechStyle::with_prosody(tts_config.rate_wpm, &settings.prosody);
-    let speak_text = |text: &str, voice: Option<&str>, language: Option<&str>| {
-        let voice = voice
-            .or(settings.voice_name.as_deref())
-            .or(language)
-            .or(settings.speech_language.as_deref())
-            .unwrap_or(&tts_config.voice);
-        tts::speak(&tts_config.engine, text, voice, &style)
-            .map(|clip| PlayItem::Clip(Arc::new(clip)))
+    let defaults = SpeakDefaults::new(tts_config, settings);
+    let speak = |utterance: Utterance| {
+        tts::service(tts_config)
+            .and_then(|tts| tts.speak(&utterance))
+            .map(PlayItem::Clip)
             .map_err(|e| match e {
-                TtsError::Voice { .. } => {
+                TtsError::Voice { .. } | TtsError::Language { .. } => {
                     MediaFailure::new(CompletionCause::LanguageUnsupported, e.to_string())
                 }
                 _ => MediaFailure::new(CompletionCause::Error, e.to_string()),
@@ -796,22 +821,24 @@ fn resolve_plan(
     let mut started = false;
     for item in plan {
         match item {
-            PlanItem::Audio { uri, fallback } => match audio_item(shared, &uri, settings, ready) {
-                Ok(item) => {
+            PlanItem::Audio { uri, fallback } => match audio_items(shared, &uri, settings, ready) {
+                Ok(found) => {
                     items.push(PlayItem::Mark(ITEM_START));
-                    // A new listener of a live source hears its announcement first.
-                    if let PlayItem::Live(ring) = &item
-                        && let Some(clip) = shared.sources.announcement(ring.name())
-                    {
-                        items.push(PlayItem::Clip(clip));
+                    for item in found {
+                        // A new listener of a live source hears its announcement first.
+                        if let PlayItem::Live(ring) = &item
+                            && let Some(clip) = shared.sources.announcement(ring.name())
+                        {
+                            items.push(PlayItem::Clip(clip));
+                        }
+                        items.push(item);
                     }
-                    items.push(item);
                     started = true;
                 }
                 Err((reason, cause)) => match fallback {
                     Some(text) if !text.trim().is_empty() => {
                         items.push(PlayItem::Mark(ITEM_START));
-                        items.push(speak_text(&text, None, None)?);
+                        items.push(speak(defaults.text(&text, None, None))?);
                         started = true;
                     }
                     _ => {
@@ -827,9 +854,18 @@ fn resolve_plan(
             } => {
                 if !text.trim().is_empty() {
                     items.push(PlayItem::Mark(ITEM_START));
-                    items.push(speak_text(&text, voice.as_deref(), language.as_deref())?);
+                    items.push(speak(defaults.text(
+                        &text,
+                        voice.as_deref(),
+                        language.as_deref(),
+                    ))?);
                     started = true;
                 }
+            }
+            PlanItem::Speech(speech) => {
+                items.push(PlayItem::Mark(ITEM_START));
+                items.push(speak(defaults.speech(&speech))?);
+                started = true;
             }
             PlanItem::Break(d) => {
                 if !started {
@@ -871,6 +907,9 @@ fn ready_at_once(
             fallback: None,
         } => match uri.strip_prefix("source:") {
             Some(name) => shared.sources.ring(name).is_some(),
+            None if voicemail::is_mail_uri(uri) => {
+                !read_headers(settings) && shared.voicemail.cached(uri).is_some()
+            }
             None if fetch::is_http_uri(uri) => {
                 match shared.http_audio.fresh_clip(uri, &fetch_options(settings)) {
                     Some(clip) => {
@@ -898,6 +937,91 @@ fn fetch_options(settings: &SpeakSettings) -> FetchOptions {
             .get(names::CACHE_CONTROL)
             .map(str::to_string),
     }
+}
+
+/// Whether the SPEAK asks for voicemail headers to be read out
+/// (`Vendor-Specific-Parameters: read-headers=true`).
+fn read_headers(settings: &SpeakSettings) -> bool {
+    settings
+        .params
+        .get(names::VENDOR_SPECIFIC_PARAMETERS)
+        .is_some_and(|v| {
+            v.split(';').any(|pair| {
+                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                name.trim().eq_ignore_ascii_case("read-headers")
+                    && value.trim().trim_matches('"').eq_ignore_ascii_case("true")
+            })
+        })
+}
+
+/// With `read-headers=true`, each voicemail URI of `plan` is preceded by the configured
+/// SSML (`[mail] read_headers_ssml`) filled in from its message: "message from …, received
+/// …". Blocking (the message's header is fetched).
+fn with_voicemail_headers(
+    shared: &Shared,
+    plan: PlayPlan,
+    settings: &SpeakSettings,
+) -> Result<PlayPlan, MediaFailure> {
+    if !read_headers(settings)
+        || !plan
+            .iter()
+            .any(|i| matches!(i, PlanItem::Audio { uri, .. } if voicemail::is_mail_uri(uri)))
+    {
+        return Ok(plan);
+    }
+    let mut out = Vec::with_capacity(plan.len() + 8);
+    for item in plan {
+        if let PlanItem::Audio { uri, .. } = &item
+            && voicemail::is_mail_uri(uri)
+        {
+            let ssml = shared
+                .voicemail
+                .headers_ssml(uri, settings.fetch_timeout)
+                .map_err(|f| {
+                    MediaFailure::new(f.cause, f.reason).with_failed_uri(uri.clone(), f.uri_cause)
+                })?;
+            let header = imss_mrcp::parse_speak_body("application/ssml+xml", ssml.as_bytes())
+                .map_err(|e| {
+                    MediaFailure::new(
+                        CompletionCause::Error,
+                        format!(
+                            "[mail] read_headers_ssml does not parse once filled in for {uri}: {e}"
+                        ),
+                    )
+                })?;
+            out.extend(header);
+        }
+        out.push(item);
+    }
+    Ok(out)
+}
+
+/// What an audio URI of a plan plays: voicemail (`imap:`, `fbmc:`: one item per audio part
+/// of the message), or the one item of [`audio_item`].
+fn audio_items(
+    shared: &Shared,
+    uri: &str,
+    settings: &SpeakSettings,
+    ready: &HashMap<String, Arc<Clip>>,
+) -> Result<Vec<PlayItem>, (String, String)> {
+    if voicemail::is_mail_uri(uri) {
+        return shared
+            .voicemail
+            .items(uri, settings.fetch_timeout)
+            .map_err(|f| (f.reason, f.uri_cause));
+    }
+    audio_item(shared, uri, settings, ready).map(|item| vec![item])
+}
+
+/// The growing clips (voicemail still downloading) among `items`.
+fn growing_of(items: &[PlayItem]) -> Vec<Arc<GrowingClip>> {
+    items
+        .iter()
+        .filter_map(|item| match item {
+            PlayItem::Growing(clip) => Some(Arc::clone(clip)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// One audio URI of a plan: `source:NAME`, an `http(s)://` URI, or a file under the audio
