@@ -244,7 +244,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let ports = PortAllocator::new(config.rtp.bind, config.rtp.port_min, config.rtp.port_max)
         .map_err(|e| StartError::Ports(e.to_string()))?;
     let http_audio = Arc::new(fetch::HttpAudio::new(&config)?);
-    let voicemail = voicemail::Voicemail::new(&config, tokio::runtime::Handle::current())?;
+    let voicemail = voicemail::Voicemail::new(&config)?;
     let sources = live::LiveSources::start(&config, &clips, Some(playlist_fetcher(&http_audio)));
 
     let (pacer_tx, pacer_rx) = tokio::sync::mpsc::unbounded_channel();
