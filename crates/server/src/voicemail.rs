@@ -401,8 +401,10 @@ struct PartDecode {
     info: imss_mail::PartInfo,
     rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, MailError>>,
     decoder: ProgressiveDecoder,
-    /// Everything received, for formats decoded only whole (MP3).
+    /// Everything received, for formats decoded only whole (MP3); dropped once the
+    /// progressive decoder has produced audio.
     whole: Vec<u8>,
+    keep_whole: bool,
     progressive: bool,
 }
 
@@ -418,6 +420,7 @@ impl PartDecode {
             info,
             rx,
             whole: Vec::new(),
+            keep_whole: true,
             progressive: true,
         }
     }
@@ -429,10 +432,18 @@ impl PartDecode {
         writer: &mut GrowingClipWriter,
     ) -> Result<(), VoicemailFailure> {
         let bytes = chunk.map_err(|e| VoicemailFailure::of(&self.uri, &e))?;
-        self.whole.extend_from_slice(&bytes);
+        if self.keep_whole {
+            self.whole.extend_from_slice(&bytes);
+        }
         if self.progressive {
             match self.decoder.push(&bytes) {
                 Ok(samples) => {
+                    if !samples.is_empty() && self.keep_whole {
+                        // Audio came out: the format decodes in pieces, the bytes need
+                        // not be kept.
+                        self.keep_whole = false;
+                        self.whole = Vec::new();
+                    }
                     writer.push(&to_pcm(&samples));
                 }
                 Err(MediaError::Unsupported { .. }) => self.progressive = false,
