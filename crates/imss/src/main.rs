@@ -1,7 +1,10 @@
 //! `imss`: the media streaming server and its operator tools.
 //!
 //! `serve` runs the server (embedded defaults without `--config`), `check-config` validates a
-//! file, `call` places one test call and `bench` many.
+//! file, `call` places one test call and `bench` many, `admin` manages web interface accounts
+//! and API tokens.
+
+mod admin;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -82,6 +85,11 @@ enum Command {
         /// MRCP resource to ask for.
         #[arg(long, value_name = "NAME", default_value = "speechsynth")]
         resource: String,
+    },
+    /// Web interface accounts and API tokens in a configuration file.
+    Admin {
+        #[command(subcommand)]
+        command: admin::AdminCommand,
     },
     /// Load test: many concurrent calls to one URI.
     Bench {
@@ -206,6 +214,7 @@ fn main() -> Result<()> {
                 .with_context(|| format!("call to {}", opts.uri))?;
             print_report(&report, json)
         }
+        Command::Admin { command } => admin::run(command),
         Command::Bench {
             uri,
             calls,
@@ -301,7 +310,7 @@ fn prepare_embedded(config: &Config) -> Result<()> {
 /// applied as far as it can be while calls run (see `RunningServer::reload`); a file that
 /// does not load or validate changes nothing.
 async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
-    let server = imss_server::start(config).await?;
+    let server = imss_server::start_with_config_file(config, path.clone()).await?;
     // One machine-readable line on stdout so scripts and tests learn the bound ports.
     println!(
         "{}",

@@ -20,4 +20,4 @@ pub use packet::{HEADER_LEN, Packetizer, RtpHeader, RtpParseError};
 pub use ports::{PortAllocator, PortError, PortPair};
 pub mod pacing;
 
-pub use pacing::{NewStream, Pacer, PacerConfig, PacerStats, PacingError, StreamEvent};
+pub use pacing::{Lateness, NewStream, Pacer, PacerConfig, PacerStats, PacingError, StreamEvent};

@@ -561,7 +561,14 @@ fn receiver_reports_are_read() {
     if let Err(e) = peer.rtcp.recv(&mut buf) {
         panic!("no RTCP report: {e}");
     }
-    let stats = pacer.stats();
+    // The thread publishes its counters at the end of the wake-up that sent the report,
+    // which may be a moment after the report arrives here.
+    let until = std::time::Instant::now() + Duration::from_millis(200);
+    let mut stats = pacer.stats();
+    while stats.receiver_reports == 0 && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(2));
+        stats = pacer.stats();
+    }
     assert_eq!(stats.receiver_reports, 1);
     assert_eq!(stats.reported_lost, 3);
     assert!(stats.rtcp_sent >= 1);

@@ -5,7 +5,7 @@
 //! plus the TOML parser's spans).
 
 use serde::{Deserialize, Serialize};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 /// Everything `imss serve` needs to run.
@@ -170,13 +170,94 @@ impl Default for Rtp {
 }
 
 /// `[http]`
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Http {
     /// Address to listen on.
     pub bind: IpAddr,
     /// Port of the web interface, API, /healthz and /metrics.
     pub port: u16,
+    /// People who may log in to the web interface (`imss admin set-password` adds them).
+    /// With no `admin` among them the server makes a one-time admin at start.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub admins: Vec<WebAccount>,
+    /// Bearer tokens for scripts (`imss admin create-token` adds them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub api_tokens: Vec<ApiToken>,
+    /// How long a web interface login lasts, in seconds (60…2,592,000); default 8 hours.
+    pub session_ttl_s: u64,
+    /// Who may read `GET /metrics`: `open` (anyone who reaches the port; the default) or
+    /// `token` (requests with `Authorization: Bearer <metrics_token>`).
+    pub metrics: MetricsAccess,
+    /// The bearer token of `metrics = "token"`: at least 16 printable characters, no
+    /// spaces. Never echoed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_token: Option<String>,
+    /// A second listener (`address:port`, e.g. `127.0.0.1:9190`) that serves `/metrics` only,
+    /// with the same access rule; absent, `/metrics` is on the main HTTP port only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_bind: Option<SocketAddr>,
+}
+
+/// `[http] metrics`: who may read `/metrics`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricsAccess {
+    /// No authentication.
+    #[default]
+    Open,
+    /// `Authorization: Bearer <metrics_token>` required.
+    Token,
+}
+
+impl Http {
+    /// Checks the `/metrics` settings.
+    fn validate_metrics(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            key: format!("http.{key}"),
+            message,
+        };
+        match (&self.metrics, &self.metrics_token) {
+            (MetricsAccess::Token, None) => {
+                return Err(invalid(
+                    "metrics_token",
+                    "metrics = \"token\" needs a metrics_token".into(),
+                ));
+            }
+            (MetricsAccess::Open, Some(_)) => {
+                return Err(invalid(
+                    "metrics_token",
+                    "is set, but metrics = \"open\" would not ask for it: set metrics = \"token\""
+                        .into(),
+                ));
+            }
+            (MetricsAccess::Token, Some(t))
+                if t.chars().count() < 16
+                    || t.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+            {
+                // The value itself is a secret: not echoed.
+                return Err(invalid(
+                    "metrics_token",
+                    "must be at least 16 printable characters without spaces".into(),
+                ));
+            }
+            _ => {}
+        }
+        if let Some(b) = self.metrics_bind
+            && b.port() != 0
+            && b.port() == self.port
+            && (b.ip() == self.bind || b.ip().is_unspecified() || self.bind.is_unspecified())
+        {
+            return Err(invalid(
+                "metrics_bind",
+                format!(
+                    "{b} is the web interface's own address (http.port {})",
+                    self.port
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for Http {
@@ -184,7 +265,220 @@ impl Default for Http {
         Self {
             bind: IpAddr::from([0, 0, 0, 0]),
             port: 8190,
+            admins: Vec::new(),
+            api_tokens: Vec::new(),
+            session_ttl_s: Http::DEFAULT_SESSION_TTL_S,
+            metrics: MetricsAccess::Open,
+            metrics_token: None,
+            metrics_bind: None,
         }
+    }
+}
+
+impl Http {
+    /// `session_ttl_s` when not given: 8 hours.
+    pub const DEFAULT_SESSION_TTL_S: u64 = 8 * 3600;
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: String, message: String| ConfigError::Invalid {
+            key: format!("http.{key}"),
+            message,
+        };
+        if !(60..=30 * 24 * 3600).contains(&self.session_ttl_s) {
+            return Err(invalid(
+                "session_ttl_s".into(),
+                format!("{} s is outside 60…2,592,000 s", self.session_ttl_s),
+            ));
+        }
+        let mut users = std::collections::HashSet::new();
+        for (i, a) in self.admins.iter().enumerate() {
+            let key = |field: &str| format!("admins[{i}].{field}");
+            if a.user.trim().is_empty() || a.user.len() > 64 || a.user.chars().any(char::is_control)
+            {
+                return Err(invalid(
+                    key("user"),
+                    format!("{:?}: 1 to 64 printable characters", a.user),
+                ));
+            }
+            if !users.insert(a.user.as_str()) {
+                return Err(invalid(
+                    key("user"),
+                    format!("{:?} is listed twice", a.user),
+                ));
+            }
+            match argon2::PasswordHash::new(&a.password_hash) {
+                Ok(h) if h.algorithm.as_str() == "argon2id" && h.hash.is_some() => {}
+                // The value itself is never echoed: it is a secret.
+                _ => {
+                    return Err(invalid(
+                        key("password_hash"),
+                        format!(
+                            "the hash of {:?} is not an argon2id PHC string ($argon2id$v=19$…); \
+                             set it with `imss admin set-password`",
+                            a.user
+                        ),
+                    ));
+                }
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, t) in self.api_tokens.iter().enumerate() {
+            let key = |field: &str| format!("api_tokens[{i}].{field}");
+            if t.name.trim().is_empty() || t.name.len() > 64 || t.name.chars().any(char::is_control)
+            {
+                return Err(invalid(
+                    key("name"),
+                    format!("{:?}: 1 to 64 printable characters", t.name),
+                ));
+            }
+            if !names.insert(t.name.as_str()) {
+                return Err(invalid(
+                    key("name"),
+                    format!("{:?} is listed twice", t.name),
+                ));
+            }
+            if t.hash.len() != 64 || !t.hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(invalid(
+                    key("hash"),
+                    format!(
+                        "the hash of token {:?} is not 64 hex digits (a SHA-256); \
+                         make tokens with `imss admin create-token`",
+                        t.name
+                    ),
+                ));
+            }
+            if !is_rfc3339(&t.created) {
+                return Err(invalid(
+                    key("created"),
+                    format!(
+                        "{:?} is not an RFC 3339 time (2026-01-31T12:00:00Z)",
+                        t.created
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Http {
+    /// Accounts and tokens by name and role; hashes and tokens are never shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Http")
+            .field("bind", &self.bind)
+            .field("port", &self.port)
+            .field("admins", &self.admins)
+            .field("api_tokens", &self.api_tokens)
+            .field("session_ttl_s", &self.session_ttl_s)
+            .field("metrics", &self.metrics)
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "<set>"),
+            )
+            .field("metrics_bind", &self.metrics_bind)
+            .finish()
+    }
+}
+
+/// `[[http.admins]]`: one person who may log in to the web interface.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebAccount {
+    /// Login name.
+    pub user: String,
+    /// argon2id hash of the password as a PHC string (`$argon2id$v=19$…`). Never echoed.
+    pub password_hash: String,
+    /// `admin` (may change settings) or `viewer` (may look).
+    #[serde(default = "WebAccount::default_role")]
+    pub role: imss_web::auth::Role,
+    /// The next login must set a new password before anything else.
+    #[serde(default)]
+    pub must_change_password: bool,
+}
+
+impl WebAccount {
+    fn default_role() -> imss_web::auth::Role {
+        imss_web::auth::Role::Admin
+    }
+}
+
+impl std::fmt::Debug for WebAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebAccount")
+            .field("user", &self.user)
+            .field("password_hash", &"<set>")
+            .field("role", &self.role)
+            .field("must_change_password", &self.must_change_password)
+            .finish()
+    }
+}
+
+/// `[[http.api_tokens]]`: a bearer token for scripts; only its SHA-256 is kept.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    /// Name to tell tokens apart (and to revoke one by deleting its entry).
+    pub name: String,
+    /// SHA-256 of the token, 64 hex digits. Never echoed.
+    pub hash: String,
+    /// `admin` or `viewer`.
+    #[serde(default = "WebAccount::default_role")]
+    pub role: imss_web::auth::Role,
+    /// When the token was made (RFC 3339).
+    pub created: String,
+}
+
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiToken")
+            .field("name", &self.name)
+            .field("hash", &"<set>")
+            .field("role", &self.role)
+            .field("created", &self.created)
+            .finish()
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`, with fields in range.
+fn is_rfc3339(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| {
+        b.get(r.clone())
+            .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+            && s[r].parse::<u32>().is_ok()
+    };
+    let num = |r: std::ops::Range<usize>| s[r].parse::<u32>().unwrap_or(u32::MAX);
+    if b.len() < 20
+        || !(digits(0..4) && digits(5..7) && digits(8..10))
+        || !(digits(11..13) && digits(14..16) && digits(17..19))
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return false;
+    }
+    if !(1..=12).contains(&num(5..7))
+        || !(1..=31).contains(&num(8..10))
+        || num(11..13) > 23
+        || num(14..16) > 59
+        || num(17..19) > 60
+    {
+        return false;
+    }
+    let mut rest = &s[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let n = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 {
+            return false;
+        }
+        rest = &frac[n..];
+    }
+    match rest.as_bytes() {
+        [b'Z' | b'z'] => true,
+        [b'+' | b'-', h1, h2, b':', m1, m2] => [h1, h2, m1, m2].iter().all(|d| d.is_ascii_digit()),
+        _ => false,
     }
 }
 
@@ -1053,6 +1347,8 @@ impl Config {
         self.validate_mrcp_tls()?;
         self.validate_http_audio()?;
         self.tts.validate()?;
+        self.http.validate()?;
+        self.http.validate_metrics()?;
         if let Some(p) = rtp.realtime_priority
             && !(1..=99).contains(&p)
         {

@@ -40,6 +40,7 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 use ureq::http::{self, HeaderMap, HeaderValue, Request, StatusCode, header};
@@ -601,6 +602,7 @@ pub struct HttpAudio {
     memory: Mutex<MemoryCache>,
     disk: Mutex<DiskIndex>,
     flights: Mutex<HashMap<String, Arc<Flight>>>,
+    stats: crate::metrics::FetchStats,
 }
 
 impl HttpAudio {
@@ -654,7 +656,13 @@ impl HttpAudio {
             }),
             disk: Mutex::new(disk),
             flights: Mutex::new(HashMap::new()),
+            stats: crate::metrics::FetchStats::default(),
         })
+    }
+
+    /// Cache and fetch counters, for metrics.
+    pub fn stats(&self) -> &crate::metrics::FetchStats {
+        &self.stats
     }
 
     /// The clip of `uri` if a fresh one is in memory: no I/O, for the request's fast path.
@@ -675,6 +683,7 @@ impl HttpAudio {
         let url = self.check_url(uri)?;
         if let Some(clip) = self.fresh_clip(uri, options) {
             tracing::debug!(uri, "HTTP audio from memory");
+            self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(clip);
         }
         let (flight, leader) = {
@@ -701,6 +710,7 @@ impl HttpAudio {
         };
         let result = self.load(uri, &url, options, deadline, timeout);
         if let Err(e) = &result {
+            self.stats.failures.fetch_add(1, Ordering::Relaxed);
             tracing::info!(uri, error = %e, "HTTP audio failed");
         }
         guard.finish(result)
@@ -747,10 +757,12 @@ impl HttpAudio {
             match freshness(meta, &base, SystemTime::now()) {
                 Freshness::Fresh => {
                     if let Some(clip) = clip {
+                        self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
                         return Ok(clip.clone());
                     }
                     match self.decode_cached(meta) {
                         Ok(clip) => {
+                            self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
                             tracing::debug!(uri, "HTTP audio from the disk cache");
                             lock(&self.memory).insert(uri, meta.clone(), clip.clone());
                             return Ok(clip);
@@ -761,6 +773,7 @@ impl HttpAudio {
                 Freshness::Stale(headers) => conditional = Some((meta.clone(), clip, headers)),
             }
         }
+        self.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
         if let Some((meta, clip, headers)) = conditional {
             let attempt =
                 self.send(url, &headers, deadline, timeout)
@@ -836,6 +849,7 @@ impl HttpAudio {
             for (name, value) in headers {
                 request = request.header(name, value);
             }
+            self.stats.fetches.fetch_add(1, Ordering::Relaxed);
             let response = request.call().map_err(|e| fetch_error(e, timeout))?;
             let status = response.status();
             if status.is_redirection() && status != StatusCode::NOT_MODIFIED {

@@ -20,9 +20,11 @@
 
 pub mod audio_root;
 pub mod config;
+pub mod config_file;
 mod demo;
 pub mod fetch;
 mod live;
+pub mod metrics;
 mod sip_shell;
 pub mod target;
 pub mod tls;
@@ -70,6 +72,9 @@ pub enum StartError {
     /// The mail settings cannot be used (a CA file that cannot be read, say).
     #[error("[mail]: {0}")]
     Mail(#[from] imss_mail::MailError),
+    /// The web interface's access control could not be set up.
+    #[error("web interface access control: {0}")]
+    WebAuth(String),
     /// A data folder could not be created.
     #[error("cannot create {path}: {source}")]
     DataDir {
@@ -96,6 +101,7 @@ pub struct RunningServer {
     tasks: Vec<JoinHandle<()>>,
     health: Arc<imss_web::Health>,
     shared: Arc<Shared>,
+    web_auth: Arc<imss_web::auth::Auth>,
 }
 
 /// What [`RunningServer::reload`] applied, and what it could not.
@@ -121,7 +127,11 @@ impl RunningServer {
             ("sip", config.sip != running.sip),
             ("mrcp", config.mrcp != running.mrcp),
             ("rtp", config.rtp != running.rtp),
-            ("http", config.http != running.http),
+            (
+                "http",
+                config_file::without_web_access(&config.http)
+                    != config_file::without_web_access(&running.http),
+            ),
             ("audio", config.audio != running.audio),
             ("http_audio", config.http_audio != running.http_audio),
             ("mail", config.mail != running.mail),
@@ -133,6 +143,11 @@ impl RunningServer {
                 needs_restart.push(name);
             }
         }
+        // Web accounts, tokens and the session lifetime apply at once.
+        self.web_auth.replace(
+            config_file::web_accounts(config),
+            config_file::web_auth_settings(config),
+        );
         ReloadReport {
             sources: self.shared.sources.reload(config),
             needs_restart,
@@ -165,6 +180,10 @@ pub(crate) struct Shared {
     pub mrcp_tls_port: Option<u16>,
     /// Voicemail out of email (`imap:` and `fbmc:` URIs), and its cache.
     pub voicemail: voicemail::Voicemail,
+    /// Sessions, SIP and MRCP responses, for `/metrics` and the status snapshot.
+    pub metrics: Arc<metrics::Metrics>,
+    /// When the server started.
+    pub started: std::time::Instant,
 }
 
 /// Binds SIP over UDP and TCP on the same port. With port 0 (tests) UDP picks the port and
@@ -233,6 +252,15 @@ fn playlist_fetcher(http_audio: &Arc<fetch::HttpAudio>) -> imss_media::ClipFetch
 
 /// Starts every listener and the media plane; returns once all of them are up.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+    start_with_config_file(config, None).await
+}
+
+/// [`start`] for a configuration read from `file`: password changes made in the web
+/// interface are written back to it (without a file they last until the server stops).
+pub async fn start_with_config_file(
+    config: Config,
+    file: Option<std::path::PathBuf>,
+) -> Result<RunningServer, StartError> {
     for dir in [config.general.data_dir.clone(), config.audio_root()] {
         std::fs::create_dir_all(&dir).map_err(|source| StartError::DataDir {
             path: dir.clone(),
@@ -341,11 +369,63 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         mrcp_tls_port: mrcp_tls_addr.map(|a| a.port()),
         http_audio,
         voicemail,
+        metrics: Arc::default(),
+        started: std::time::Instant::now(),
     });
 
     let mut tasks = Vec::new();
     let mut http_shutdown = shutdown_rx.clone();
-    let router = imss_web::router(health.clone());
+    let account_store = file.map(|f| {
+        Arc::new(config_file::FileAccountStore::new(f)) as Arc<dyn imss_web::auth::AccountStore>
+    });
+    let web_auth = Arc::new(
+        imss_web::auth::Auth::new(
+            config_file::web_accounts(&shared.config),
+            config_file::web_auth_settings(&shared.config),
+            account_store,
+        )
+        .map_err(StartError::WebAuth)?,
+    );
+    let (status, sampler) = metrics::spawn_sampler(&shared, shutdown_rx.clone());
+    tasks.push(sampler);
+    let (render_metrics, metrics_access) = metrics::metrics_endpoint(&shared);
+    let metrics_addr = match shared.config.http.metrics_bind {
+        Some(bind) => {
+            let listener = tokio::net::TcpListener::bind(bind)
+                .await
+                .map_err(|source| StartError::Bind {
+                    what: "HTTP /metrics",
+                    addr: bind,
+                    source,
+                })?;
+            let addr = listener.local_addr().map_err(|source| StartError::Bind {
+                what: "HTTP /metrics",
+                addr: bind,
+                source,
+            })?;
+            let routes = imss_web::metrics::routes(render_metrics.clone(), metrics_access.clone());
+            let mut stop = shutdown_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let stop = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) = imss_web::serve(listener, routes, stop).await {
+                    tracing::error!(error = %e, "HTTP /metrics listener failed");
+                }
+            }));
+            Some(addr)
+        }
+        None => None,
+    };
+    // `/metrics` checks its own access rule (`[http] metrics`), so the login gate lets it
+    // through; `/api/v1/status` stays behind the gate.
+    web_auth.open_path("/metrics");
+    let router = imss_web::router(health.clone())
+        .merge(imss_web::metrics::routes(render_metrics, metrics_access))
+        .merge(imss_web::metrics::status_routes(Arc::new(move || {
+            metrics::read_status(&status)
+        })));
+    let router = imss_web::auth::secure(router, web_auth.clone());
     tasks.push(tokio::spawn(async move {
         let stop = async move {
             let _ = http_shutdown.wait_for(|s| *s).await;
@@ -369,7 +449,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         shutdown_rx,
     )));
     health.set_ready();
-    tracing::info!(%sip_udp, %sip_tcp, %http, %mrcp, mrcp_tls = ?mrcp_tls_addr, "imss ready");
+    tracing::info!(%sip_udp, %sip_tcp, %http, %mrcp, mrcp_tls = ?mrcp_tls_addr, metrics = ?metrics_addr, "imss ready");
     Ok(RunningServer {
         sip_udp,
         sip_tcp,
@@ -380,5 +460,6 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         tasks,
         health,
         shared: shared_for_reload,
+        web_auth,
     })
 }

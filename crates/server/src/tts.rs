@@ -626,6 +626,7 @@ pub struct TextToSpeech {
     hits: AtomicU64,
     misses: AtomicU64,
     joined: AtomicU64,
+    synthesis: crate::metrics::LatencyHistogram,
 }
 
 struct CacheState {
@@ -697,6 +698,7 @@ impl TextToSpeech {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             joined: AtomicU64::new(0),
+            synthesis: crate::metrics::LatencyHistogram::default(),
         }
     }
 
@@ -756,12 +758,19 @@ impl TextToSpeech {
             return Ok(clip);
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
+        let started = std::time::Instant::now();
         let result = self.engine.synthesize(utterance).map(Arc::new);
+        self.synthesis.observe(started.elapsed());
         if let Ok(clip) = &result {
             self.keep(utterance, clip);
         }
         lead.pending.finish(result.clone());
         result
+    }
+
+    /// How long the engine took per synthesis, for metrics.
+    pub fn synthesis_latency(&self) -> &crate::metrics::LatencyHistogram {
+        &self.synthesis
     }
 
     /// Cache and in-flight counters.

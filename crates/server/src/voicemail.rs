@@ -111,6 +111,7 @@ pub(crate) struct Voicemail {
     max_bytes: u64,
     headers_ssml: String,
     cache: Arc<Mutex<Cache>>,
+    stats: crate::metrics::MailStats,
 }
 
 /// Decoded messages by URI, bounded in bytes.
@@ -212,6 +213,7 @@ impl Voicemail {
                 limit: usize::try_from(mib(config.mail.cache_mib, Mail::DEFAULT_CACHE_MIB))
                     .unwrap_or(usize::MAX),
             })),
+            stats: crate::metrics::MailStats::default(),
         })
     }
 
@@ -235,12 +237,38 @@ impl Voicemail {
     ) -> Result<Vec<PlayItem>, VoicemailFailure> {
         if let Some(clips) = self.cached(uri) {
             tracing::debug!(uri, "voicemail from the cache");
+            self.stats
+                .cache_hits
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Ok(clips.into_iter().map(PlayItem::Clip).collect());
         }
+        let result = self.fetch_items(uri, timeout);
+        if let Err(f) = &result {
+            self.stats.failed(&f.uri_cause, &f.reason);
+        }
+        result
+    }
+
+    /// Voicemail counters, for metrics and the status snapshot.
+    pub fn stats(&self) -> &crate::metrics::MailStats {
+        &self.stats
+    }
+
+    /// [`Voicemail::items`] of a message not in the cache.
+    fn fetch_items(
+        &self,
+        uri: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<PlayItem>, VoicemailFailure> {
         let parsed = MailUri::parse(uri).map_err(|e| VoicemailFailure::of(uri, &e.into()))?;
         let timeout = timeout.unwrap_or(DEFAULT_FETCH_TIMEOUT);
         match parsed {
-            MailUri::Imap(url) => self.stream_imap(uri, &url, timeout),
+            MailUri::Imap(url) => {
+                let started = std::time::Instant::now();
+                let result = self.stream_imap(uri, &url, timeout);
+                self.stats.imap_fetch.observe(started.elapsed());
+                result
+            }
             MailUri::Fbmc(_) => {
                 let message = self.fetch_whole(uri, timeout)?;
                 let clips = decode_parts(uri, &message)?;

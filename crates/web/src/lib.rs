@@ -4,6 +4,9 @@
 //! Owns: the axum router and its listener. Must not: touch media or SIP state directly —
 //! it reads figures through [`Health`] and the server's status snapshots.
 
+pub mod auth;
+pub mod metrics;
+
 use axum::{Router, extract::State, http::StatusCode, routing::get};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -55,7 +58,9 @@ pub async fn serve(
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
+    // The peer address feeds the login rate limit.
+    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await
 }

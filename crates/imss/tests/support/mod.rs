@@ -92,7 +92,8 @@ pub fn free_rtp_port() -> u16 {
 
 /// Starts the server. `prepare` fills the audio root before start; `extra_toml` is appended
 /// to a config that binds everything on 127.0.0.1 with ephemeral SIP, HTTP and MRCP ports
-/// (its lines `mrcp.KEY = …` go into the `[mrcp]` table, `sip.KEY = …` into `[sip]`).
+/// (its lines `mrcp.KEY = …` go into the `[mrcp]` table, `sip.KEY = …` into `[sip]`,
+/// `http.KEY = …` into `[http]`).
 pub fn start_server(extra_toml: &str, prepare: impl FnOnce(&Path)) -> Server {
     let dir = tempfile::tempdir().expect("tempdir");
     let audio = dir.path().join("audio");
@@ -114,6 +115,12 @@ pub fn start_server(extra_toml: &str, prepare: impl FnOnce(&Path)) -> Server {
         .iter()
         .map(|l| format!("{}\n", l.trim_start_matches("sip.")))
         .collect();
+    let (http_extra, extra): (Vec<&str>, Vec<&str>) =
+        extra.into_iter().partition(|l| l.starts_with("http."));
+    let http_extra: String = http_extra
+        .iter()
+        .map(|l| format!("{}\n", l.trim_start_matches("http.")))
+        .collect();
     let extra = extra.join("\n");
     let config = format!(
         r#"[general]
@@ -125,7 +132,7 @@ port = 0
 {sip_extra}[http]
 bind = "127.0.0.1"
 port = 0
-[mrcp]
+{http_extra}[mrcp]
 bind = "127.0.0.1"
 port = 0
 {mrcp_extra}[rtp]

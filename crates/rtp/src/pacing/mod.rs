@@ -43,6 +43,13 @@
 //! words; a live source is read by time anyway). Skips are counted in [`PacerStats`].
 //! Lateness beyond 2 ms is counted per wake-up, and the maximum kept.
 //!
+//! Every RTP packet sent also lands in a lateness histogram ([`Lateness`]): how long after
+//! its own deadline the thread woke to send it (a caught-up packet counts its whole delay).
+//! The wake-up time is read once per wake-up, as before, and each packet adds one to a
+//! thread-local bucket (a search over [`LATENESS_BOUNDS_NS`]); the buckets are published
+//! with the other counters once per wake-up, so the per-packet path gains no clock read,
+//! atomic operation, lock or allocation.
+//!
 //! Pause keeps the stream on its schedule without sending: its timestamp advances at each
 //! deadline, so after resume it equals wall-clock media time, and the first packet after
 //! resume carries the marker bit, as does the first packet of the stream.
@@ -158,6 +165,94 @@ pub enum PacingError {
     ShuttingDown,
 }
 
+/// Upper bounds, in nanoseconds, of the lateness histogram's buckets (each bucket holds the
+/// packets at most this late and later than the bound before); one more bucket holds the
+/// rest.
+pub const LATENESS_BOUNDS_NS: [u64; 11] = [
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_000_000,
+    5_000_000,
+    10_000_000,
+    20_000_000,
+    50_000_000,
+    100_000_000,
+];
+
+/// Buckets of the lateness histogram: one per bound, and one above the last.
+pub const LATENESS_BUCKETS: usize = LATENESS_BOUNDS_NS.len() + 1;
+
+/// How late RTP packets left against their deadlines: packets per bucket (not cumulative;
+/// bucket *i* is bounded by `LATENESS_BOUNDS_NS[i]`, the last one is unbounded) and the sum
+/// of their lateness.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lateness {
+    /// Packets per bucket.
+    pub buckets: [u64; LATENESS_BUCKETS],
+    /// Sum of every counted packet's lateness, in nanoseconds.
+    pub sum_ns: u64,
+}
+
+impl Lateness {
+    /// The bucket a packet `ns` late falls in.
+    pub fn bucket_of(ns: u64) -> usize {
+        LATENESS_BOUNDS_NS.partition_point(|&bound| bound < ns)
+    }
+
+    /// Counts one packet `ns` late.
+    pub fn record(&mut self, ns: u64) {
+        self.buckets[Self::bucket_of(ns)] += 1;
+        self.sum_ns = self.sum_ns.wrapping_add(ns);
+    }
+
+    /// Packets counted.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    /// What was counted after `earlier` (a previous reading of the same counters).
+    pub fn since(&self, earlier: &Lateness) -> Lateness {
+        let mut d = Lateness {
+            sum_ns: self.sum_ns.wrapping_sub(earlier.sum_ns),
+            ..Lateness::default()
+        };
+        for (i, b) in d.buckets.iter_mut().enumerate() {
+            *b = self.buckets[i].saturating_sub(earlier.buckets[i]);
+        }
+        d
+    }
+
+    /// The `q` quantile (0–1), interpolated linearly within its bucket; the open last
+    /// bucket answers its lower bound. `None` when nothing was counted.
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
+        let total = self.count();
+        if total == 0 {
+            return None;
+        }
+        let rank = (q.clamp(0.0, 1.0) * total as f64).max(1.0);
+        let mut below = 0u64;
+        for (i, &n) in self.buckets.iter().enumerate() {
+            if n > 0 && (below + n) as f64 >= rank {
+                let low = if i == 0 { 0 } else { LATENESS_BOUNDS_NS[i - 1] };
+                let Some(&high) = LATENESS_BOUNDS_NS.get(i) else {
+                    return Some(Duration::from_nanos(low));
+                };
+                let within = (rank - below as f64) / n as f64;
+                return Some(Duration::from_nanos(
+                    low + ((high - low) as f64 * within) as u64,
+                ));
+            }
+            below += n;
+        }
+        Some(Duration::from_nanos(
+            LATENESS_BOUNDS_NS[LATENESS_BOUNDS_NS.len() - 1],
+        ))
+    }
+}
+
 /// Counters over all pacing threads since start.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PacerStats {
@@ -183,6 +278,8 @@ pub struct PacerStats {
     pub streams: usize,
     /// Pacing threads.
     pub threads: usize,
+    /// How late each RTP packet sent left against its deadline.
+    pub lateness: Lateness,
 }
 
 /// How the pacing threads run.
@@ -234,6 +331,9 @@ pub(crate) struct ThreadStats {
     pub(crate) rtcp_sent: AtomicU64,
     pub(crate) receiver_reports: AtomicU64,
     pub(crate) reported_lost: AtomicI64,
+    /// Packets per lateness bucket (see [`Lateness`]).
+    pub(crate) lateness: [AtomicU64; LATENESS_BUCKETS],
+    pub(crate) lateness_sum_ns: AtomicU64,
 }
 
 pub(crate) struct ThreadShared {
@@ -510,6 +610,13 @@ impl Pacer {
             s.receiver_reports += st.receiver_reports.load(Ordering::Relaxed);
             s.reported_lost += st.reported_lost.load(Ordering::Relaxed);
             max_ns = max_ns.max(st.max_lateness_ns.load(Ordering::Relaxed));
+            for (total, bucket) in s.lateness.buckets.iter_mut().zip(&st.lateness) {
+                *total += bucket.load(Ordering::Relaxed);
+            }
+            s.lateness.sum_ns = s
+                .lateness
+                .sum_ns
+                .wrapping_add(st.lateness_sum_ns.load(Ordering::Relaxed));
         }
         s.max_lateness = Duration::from_nanos(max_ns);
         s
@@ -586,6 +693,45 @@ mod tests {
         assert_eq!(ptime_ms(Duration::from_millis(121)), None);
         assert_eq!(ptime_ms(Duration::ZERO), None);
         assert_eq!(ptime_ms(Duration::from_micros(20_500)), None);
+    }
+
+    #[test]
+    fn lateness_buckets_hold_values_up_to_their_bound() {
+        assert_eq!(Lateness::bucket_of(0), 0);
+        assert_eq!(Lateness::bucket_of(50_000), 0);
+        assert_eq!(Lateness::bucket_of(50_001), 1);
+        assert_eq!(Lateness::bucket_of(1_000_000), 4);
+        assert_eq!(Lateness::bucket_of(1_000_001), 5);
+        assert_eq!(Lateness::bucket_of(100_000_000), 10);
+        assert_eq!(Lateness::bucket_of(100_000_001), 11);
+        assert_eq!(Lateness::bucket_of(u64::MAX), LATENESS_BUCKETS - 1);
+    }
+
+    #[test]
+    fn lateness_quantiles_and_differences() {
+        let mut l = Lateness::default();
+        assert_eq!(l.quantile(0.5), None);
+        for _ in 0..98 {
+            l.record(40_000); // bucket 0: 0–50 µs
+        }
+        l.record(3_000_000); // bucket 6: 2–5 ms
+        l.record(200_000_000); // above the last bound
+        assert_eq!(l.count(), 100);
+        assert_eq!(l.sum_ns, 98 * 40_000 + 3_000_000 + 200_000_000);
+        let p50 = l.quantile(0.5).unwrap_or_default();
+        assert!(p50 <= Duration::from_micros(50), "{p50:?}");
+        let p99 = l.quantile(0.99).unwrap_or_default();
+        assert!(
+            p99 > Duration::from_millis(2) && p99 <= Duration::from_millis(5),
+            "{p99:?}"
+        );
+        assert_eq!(l.quantile(1.0), Some(Duration::from_millis(100)));
+        let earlier = l;
+        l.record(700_000);
+        let d = l.since(&earlier);
+        assert_eq!(d.count(), 1);
+        assert_eq!(d.buckets[4], 1);
+        assert_eq!(d.sum_ns, 700_000);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use rand::rngs::StdRng;
 
 use super::sys::{self, MAX_BATCH};
 use super::wheel::{LoadTable, MAX_PTIME_MS, Wheel, first_due};
-use super::{Command, NewStream, RemoteUpdate, Shared, StreamEvent};
+use super::{Command, Lateness, NewStream, RemoteUpdate, Shared, StreamEvent};
 use crate::packet::{HEADER_LEN, Packetizer};
 use crate::ports::PortPair;
 use crate::rtcp::{self, NtpTime, RtcpTimer, SenderInfo};
@@ -99,6 +99,7 @@ struct LocalStats {
     rtcp_sent: u64,
     receiver_reports: u64,
     reported_lost: i64,
+    lateness: Lateness,
 }
 
 /// Per-thread scratch space, allocated once.
@@ -122,6 +123,8 @@ pub(crate) struct Worker {
     bufs: Box<Buffers>,
     local: LocalStats,
     max_lateness_ns: u64,
+    /// CLOCK_MONOTONIC at this wake-up: packets' lateness is measured against it.
+    wake_ns: u64,
 }
 
 impl Worker {
@@ -150,6 +153,7 @@ impl Worker {
             }),
             local: LocalStats::default(),
             max_lateness_ns: 0,
+            wake_ns: 0,
         }
     }
 
@@ -172,6 +176,7 @@ impl Worker {
             let deadline_ns = self.base_ns + tick * NS_PER_MS;
             sys::sleep_until(deadline_ns);
             let now_ns = sys::monotonic_ns();
+            self.wake_ns = now_ns;
             let lateness = now_ns.saturating_sub(deadline_ns);
             let now_tick = tick.max((now_ns - self.base_ns) / NS_PER_MS);
             self.note_lateness(lateness);
@@ -230,6 +235,10 @@ impl Worker {
             s.reported_lost
                 .fetch_add(l.reported_lost, Ordering::Relaxed);
         }
+        for (counter, &n) in s.lateness.iter().zip(&l.lateness.buckets) {
+            add(counter, n);
+        }
+        add(&s.lateness_sum_ns, l.lateness.sum_ns);
     }
 
     // ---- commands -------------------------------------------------------------------------
@@ -509,6 +518,7 @@ impl Worker {
     /// `now` being the wake-up time).
     fn run_stream(&mut self, i: u32, t: u64, now_tick: u64, now: Instant) {
         let base = self.base;
+        let (base_ns, wake_ns) = (self.base_ns, self.wake_ns);
         let Some(s) = self.streams.entries[i as usize].as_mut() else {
             return;
         };
@@ -573,6 +583,11 @@ impl Worker {
                     sys::send_batch(s.ports.rtp.as_raw_fd(), &slices[..built])
                 };
                 let ok = sent.unwrap_or(0);
+                // Built packet b is the one due at tick t + (skipped + b) · ptime.
+                for b in 0..ok as u64 {
+                    let due_ns = base_ns + (t + (skipped + b) * ptime) * NS_PER_MS;
+                    self.local.lateness.record(wake_ns.saturating_sub(due_ns));
+                }
                 self.local.packets += ok as u64;
                 self.local.octets += bufs.lens[..ok].iter().sum::<usize>() as u64;
                 self.local.send_errors += (built - ok) as u64;
@@ -749,6 +764,34 @@ mod tests {
         assert_eq!(w.streams.get_mut(i).map(|s| s.next_due), Some(60));
         assert_eq!(w.local.packets, 3);
         assert_eq!(w.local.skipped, 0);
+    }
+
+    #[test]
+    fn each_packet_counts_its_own_lateness() {
+        let clip = clip();
+        let (mut w, rx, _) = one_stream(&clip);
+        // Woke 50 ms after tick 0: the packets due at 0, 20 and 40 ms are 50, 30 and 10 ms
+        // late.
+        w.wake_ns = w.base_ns + 50 * NS_PER_MS;
+        let now = w.base;
+        w.process_slot(0, 50, now);
+        let _ = recv_all(&rx, 3);
+        let l = w.local.lateness;
+        assert_eq!(l.count(), 3);
+        assert_eq!(l.sum_ns, 90 * NS_PER_MS);
+        // 10 ms in (5, 10] ms; 30 and 50 ms both in (20, 50] ms.
+        assert_eq!(l.buckets[Lateness::bucket_of(10 * NS_PER_MS)], 1);
+        assert_eq!(l.buckets[Lateness::bucket_of(30 * NS_PER_MS)], 2);
+        assert_eq!(
+            Lateness::bucket_of(30 * NS_PER_MS),
+            Lateness::bucket_of(50 * NS_PER_MS)
+        );
+        w.publish_stats();
+        let st = &w.shared.threads[0].stats;
+        assert_eq!(st.lateness_sum_ns.load(Ordering::Relaxed), 90 * NS_PER_MS);
+        let published: u64 = st.lateness.iter().map(|b| b.load(Ordering::Relaxed)).sum();
+        assert_eq!(published, 3);
+        assert_eq!(w.local.lateness.count(), 0, "published once");
     }
 
     #[test]

@@ -116,6 +116,8 @@ struct Call {
     /// The SDP of the last 2xx, re-offered (version incremented) by a refresh re-INVITE.
     local_sdp: Option<String>,
     hanging_up: bool,
+    /// Counts the call in the session gauges while it is in the call table.
+    _session: crate::metrics::SessionGuard,
 }
 
 struct Shell {
@@ -175,13 +177,14 @@ pub(crate) async fn run(
         min_se: shared.config.sip.min_se_s,
     });
     let (input_tx, mut input_rx) = mpsc::unbounded_channel();
+    let metrics = Arc::clone(&shared.metrics);
     let mut shell = Shell {
         shared,
         endpoint,
         udp,
         tcp_writers: HashMap::new(),
         calls: HashMap::new(),
-        channels: mrcp::Channels::default(),
+        channels: mrcp::Channels::new(metrics),
         by_stream: HashMap::new(),
         next_stream: 1,
         next_conn: 1,
@@ -378,6 +381,7 @@ impl Shell {
     }
 
     fn send(&mut self, t: Transmit) {
+        self.shared.metrics.sip_sent(&t.bytes);
         match t.transport {
             Transport::Udp => {
                 if let Err(e) = self.udp.try_send_to(&t.bytes, t.to) {
@@ -620,11 +624,18 @@ impl Shell {
                 return;
             }
         };
+        let kind = match &target {
+            Target::Announcement(a) if !a.play.starts_with("source:") => {
+                crate::metrics::SessionKind::SipAnnouncement
+            }
+            _ => crate::metrics::SessionKind::SipSource,
+        };
         let stream_id = self.next_stream;
         self.next_stream += 1;
         self.calls.insert(
             call.clone(),
             Call {
+                _session: self.shared.metrics.session(kind),
                 created: now,
                 playouts: 0,
                 offer: Some(offer.clone()),

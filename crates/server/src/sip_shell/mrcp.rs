@@ -69,13 +69,22 @@ fn ntp_now() -> u64 {
 
 /// The control channels of every MRCPv2 session, by Channel-Identifier, and the control
 /// connections' writers.
-#[derive(Default)]
 pub(super) struct Channels {
     by_id: HashMap<String, Channel>,
     writers: HashMap<u64, mpsc::UnboundedSender<Vec<u8>>>,
+    /// Counts responses and SPEAK-COMPLETE causes sent.
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Channels {
+    pub fn new(metrics: Arc<crate::metrics::Metrics>) -> Channels {
+        Channels {
+            by_id: HashMap::new(),
+            writers: HashMap::new(),
+            metrics,
+        }
+    }
+
     fn insert(&mut self, call: &CallId, c: &ControlChannel) {
         if let Some(existing) = self.by_id.get_mut(&c.channel_id) {
             existing.call = call.clone();
@@ -114,6 +123,7 @@ impl Channels {
 
     fn send(&self, conn: Option<u64>, message: &Message) {
         if let Some(w) = conn.and_then(|c| self.writers.get(&c)) {
+            self.metrics.mrcp_sent(message);
             let _ = w.send(message.encode());
         }
     }
@@ -188,6 +198,10 @@ impl Shell {
         let stream_id = self.next_stream;
         self.next_stream += 1;
         let mut c = Call {
+            _session: self
+                .shared
+                .metrics
+                .session(crate::metrics::SessionKind::Mrcp),
             playouts: 0,
             created: now,
             offer: Some(offer),
@@ -1043,6 +1057,12 @@ fn audio_item(
     }
     if fetch::is_http_uri(uri) {
         if let Some(clip) = ready.get(uri) {
+            // Found fresh in memory on the request's fast path.
+            shared
+                .http_audio
+                .stats()
+                .cache_hits
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Ok(PlayItem::Clip(clip.clone()));
         }
         return shared
