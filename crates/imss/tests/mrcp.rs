@@ -8,20 +8,8 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 use support::mrcp::{fds_and_threads, with_message_length};
+use support::session::{new_call_id, retarget, ulaw, vector};
 use support::*;
-
-/// A message captured from UniMRCP 1.8 (the copies the sip and mrcp crates test with).
-fn vector(name: &str) -> String {
-    let dir = if name.starts_with("sip-") {
-        "../sip/tests/vectors/unimrcp-1.8"
-    } else {
-        "../mrcp/tests/data"
-    };
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(dir)
-        .join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
 
 /// Reads SIP messages on `sock` until one satisfies `want` (returned), failing with `what`
 /// after `limit`.
@@ -37,42 +25,6 @@ fn wait_sip(sock: &UdpSocket, limit: Duration, what: &str, want: impl Fn(&str) -
             }
         }
     }
-}
-
-/// A Call-ID no other session of this test process uses.
-fn new_call_id() -> String {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("eb6a0766-{}-{n}", std::process::id())
-}
-
-/// Rewrites a captured SIP message for this test's addresses and Call-ID and fixes its
-/// Content-Length.
-fn retarget(msg: &str, server: SocketAddr, me: SocketAddr, rtp_port: u16, call_id: &str) -> String {
-    // Branches must be unique per request (RFC 3261 §8.1.1.7): a port the OS hands out again
-    // would otherwise make a new INVITE a retransmission of an old one.
-    let branch_tag: String = call_id
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .collect();
-    let msg = msg
-        .replace("eb6a0766-6216-1240-f1ab-b6f5632ca98f", call_id)
-        .replace("branch=z9hG4bK", &format!("branch=z9hG4bK{branch_tag}x"))
-        .replace("127.0.0.1:8060", &server.to_string())
-        .replace("127.0.0.1:8062", &me.to_string())
-        .replace("m=audio 4000 ", &format!("m=audio {rtp_port} "));
-    let (head, body) = msg.split_once("\r\n\r\n").expect("header/body split");
-    let head: Vec<String> = head
-        .split("\r\n")
-        .map(|l| {
-            if l.to_ascii_lowercase().starts_with("content-length:") {
-                format!("Content-Length: {}", body.len())
-            } else {
-                l.to_string()
-            }
-        })
-        .collect();
-    format!("{}\r\n\r\n{body}", head.join("\r\n"))
 }
 
 /// A captured MRCP message with its Channel-Identifier replaced (same length: the
@@ -139,13 +91,6 @@ fn audio_rms(rtp: &UdpSocket, span: Duration) -> (usize, f64, f64) {
     }
     let rms = if n == 0 { 0.0 } else { (sum / n as f64).sqrt() };
     (n_packets, rms, loudest)
-}
-
-/// G.711 μ-law decoding (ITU-T), independent of the server's code.
-fn ulaw(b: u8) -> i16 {
-    let b = !b;
-    let t = ((i32::from(b & 0x0f) << 3) + 0x84) << ((b & 0x70) >> 4);
-    (if b & 0x80 != 0 { 0x84 - t } else { t - 0x84 }) as i16
 }
 
 /// A session set up with umc's INVITE: the caller's SIP and RTP sockets and what the

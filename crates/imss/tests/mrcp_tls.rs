@@ -12,6 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::mrcp::{mrcp_request, read_until};
+use support::session::ulaw;
 use support::*;
 use tokio_rustls::rustls;
 
@@ -167,13 +168,6 @@ fn speak(channel: &str, request_id: u32) -> Vec<u8> {
     )
 }
 
-/// G.711 μ-law decoding (ITU-T), independent of the server's code.
-fn ulaw(b: u8) -> f32 {
-    let b = !b;
-    let t = ((i32::from(b & 0x0f) << 3) + 0x84) << ((b & 0x70) >> 4);
-    f32::from((if b & 0x80 != 0 { 0x84 - t } else { t - 0x84 }) as i16) / 32768.0
-}
-
 /// Decoded audio and arrival times of the RTP received on `rtp` for `span`, on a thread.
 fn record(rtp: UdpSocket, span: Duration) -> std::thread::JoinHandle<(Vec<f32>, Vec<Instant>)> {
     std::thread::spawn(move || {
@@ -187,7 +181,7 @@ fn record(rtp: UdpSocket, span: Duration) -> std::thread::JoinHandle<(Vec<f32>, 
                 && n > 12
                 && buf[1] & 0x7f == 0
             {
-                samples.extend(buf[12..n].iter().map(|b| ulaw(*b)));
+                samples.extend(buf[12..n].iter().map(|b| f32::from(ulaw(*b)) / 32768.0));
                 arrivals.push(Instant::now());
             }
         }

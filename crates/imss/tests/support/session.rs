@@ -63,6 +63,7 @@ pub fn drain(rtp: &UdpSocket) {
 // MRCPv2 sessions (UniMRCP umc's SIP messages, as in tests/mrcp.rs)
 // ---------------------------------------------------------------------------------------
 
+/// A message captured from UniMRCP 1.8 (the copies the sip and mrcp crates test with).
 pub fn vector(name: &str) -> String {
     let dir = if name.starts_with("sip-") {
         "../sip/tests/vectors/unimrcp-1.8"
@@ -73,6 +74,7 @@ pub fn vector(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// A Call-ID no other session of this test process uses.
 pub fn new_call_id() -> String {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -87,6 +89,8 @@ pub fn retarget(
     rtp_port: u16,
     call_id: &str,
 ) -> String {
+    // Branches must be unique per request (RFC 3261 §8.1.1.7): a port the OS hands out again
+    // would otherwise make a new INVITE a retransmission of an old one.
     let branch: String = call_id
         .chars()
         .filter(char::is_ascii_alphanumeric)
