@@ -79,7 +79,7 @@ fn set_password(user: &str, path: &Path, role: Option<Role>, must_change: bool) 
     auth::check_new_password(password).map_err(|why| anyhow::anyhow!("password refused: {why}"))?;
     let hash = auth::hash_password(password).map_err(anyhow::Error::msg)?;
     let mut added = false;
-    config_file::update(path, |config| {
+    config_file::update(path, &who(), None, |config| {
         added = !config.http.admins.iter().any(|a| a.user == user);
         config_file::set_password(config, user, role, &hash, must_change);
         Ok(())
@@ -104,9 +104,9 @@ fn create_token(name: &str, path: &Path, role: Role) -> Result<()> {
         name: name.to_string(),
         hash: auth::token_sha256_hex(&token),
         role,
-        created: rfc3339_now(),
+        created: config_file::now_rfc3339(),
     };
-    config_file::update(path, |config| {
+    config_file::update(path, &who(), None, |config| {
         if config.http.api_tokens.iter().any(|t| t.name == name) {
             return Err(format!(
                 "a token named {name:?} exists already; remove its [[http.api_tokens]] entry \
@@ -125,44 +125,10 @@ fn create_token(name: &str, path: &Path, role: Role) -> Result<()> {
     Ok(())
 }
 
-/// Now as `YYYY-MM-DDTHH:MM:SSZ`.
-fn rfc3339_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    rfc3339(secs)
-}
-
-/// Seconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ` (proleptic Gregorian calendar).
-fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rest = secs % 86_400;
-    // Days to civil date (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_798_761_599), "2026-12-31T23:59:59Z");
-    }
+/// Who a change made with `imss admin` is recorded as in the audit log.
+fn who() -> String {
+    let user = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| format!("uid {}", unsafe { libc::getuid() }));
+    format!("imss admin ({user})")
 }

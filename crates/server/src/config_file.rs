@@ -2,6 +2,12 @@
 //! `imss admin` commands change the model, validate it, and write the file atomically (a
 //! temporary file in the same folder, fsync, rename), keeping the previous one as `FILE.bak`.
 //! An invalid configuration is never written.
+//!
+//! Every change is recorded in the audit log next to the file (`FILE.audit`, one JSON object
+//! per line: when, who, and each setting that changed with its old and new value — secrets
+//! shown only as changed). A change may name the version of the file it was made from
+//! ([`version`]); if the file has changed since, it is refused as a conflict rather than
+//! overwriting the other change.
 
 use crate::config::{Config, ConfigError, WebAccount};
 use imss_web::auth::{Account, AccountStore, Accounts, AuthSettings, Role, Token};
@@ -17,6 +23,16 @@ pub enum UpdateError {
     /// The change itself is refused.
     #[error("{0}")]
     Refused(String),
+    /// The file changed since the version the change was made from.
+    #[error(
+        "the configuration was changed meanwhile (version {current}, the change was made from {expected}): reload it and apply the change again"
+    )]
+    Conflict {
+        /// The version the change was made from.
+        expected: String,
+        /// The file's version now.
+        current: String,
+    },
     /// The file could not be written.
     #[error("cannot write {path}: {source}")]
     Write {
@@ -133,25 +149,210 @@ fn keep_unchanged_sections(old: &str, config: &Config, fresh: &str) -> Option<St
     (back == *config).then_some(out)
 }
 
-/// Loads the file at `path`, applies `change`, validates and writes it back atomically;
-/// returns the configuration written.
+/// The version of a configuration file's content: the first 16 hex digits of its SHA-256,
+/// as an HTTP ETag would carry it.
+pub fn version(text: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(text)
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// What [`update`] wrote.
+#[derive(Debug)]
+pub struct Updated {
+    /// The configuration now in the file.
+    pub config: Config,
+    /// Its version ([`version`]).
+    pub version: String,
+}
+
+/// Loads the file at `path`, applies `change`, validates and writes it back atomically, and
+/// records the change in the audit log as made by `who`. With `expected_version`, a file
+/// that changed since that version is left alone ([`UpdateError::Conflict`]).
 pub fn update(
     path: &Path,
+    who: &str,
+    expected_version: Option<&str>,
     change: impl FnOnce(&mut Config) -> Result<(), String>,
-) -> Result<Config, UpdateError> {
+) -> Result<Updated, UpdateError> {
     // One read-change-write at a time in this process, so no change is lost.
     static WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one_at_a_time = WRITER
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let mut config = Config::load(path)?;
+    let text = std::fs::read(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let current = version(&text);
+    if let Some(expected) = expected_version
+        && expected != current
+    {
+        return Err(UpdateError::Conflict {
+            expected: expected.to_string(),
+            current,
+        });
+    }
+    let before = Config::load(path)?;
+    let mut config = before.clone();
     change(&mut config).map_err(UpdateError::Refused)?;
     config.validate()?;
     write_atomically(path, &config).map_err(|source| UpdateError::Write {
         path: path.to_path_buf(),
         source,
     })?;
-    Ok(config)
+    let written = std::fs::read(path).map_err(|source| UpdateError::Write {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if let Err(e) = audit(path, who, &before, &config) {
+        tracing::warn!(file = %path.display(), error = %e, "the configuration change was written but not recorded in the audit log");
+    }
+    Ok(Updated {
+        config,
+        version: version(&written),
+    })
+}
+
+/// The audit log of the configuration file at `path`.
+pub fn audit_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".audit");
+    PathBuf::from(p)
+}
+
+/// Appends one line to the audit log: when, who, what changed.
+fn audit(path: &Path, who: &str, before: &Config, after: &Config) -> std::io::Result<()> {
+    let changes = changes(before, after);
+    let line = serde_json::json!({
+        "at": now_rfc3339(),
+        "who": who,
+        "changes": changes,
+    });
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(audit_path(path))?;
+    // One write of the whole line: an append cut short leaves no half line behind.
+    file.write_all(format!("{line}\n").as_bytes())?;
+    file.sync_data()
+}
+
+/// Whether a setting holds a secret: its value is never written to the audit log.
+fn is_secret(key: &str) -> bool {
+    ["password", "hash", "token", "secret"]
+        .iter()
+        .any(|s| key.to_ascii_lowercase().contains(s))
+}
+
+/// Every setting that differs, as `{ "key": "http.admins[0].role", "old": …, "new": … }`
+/// (secrets as `"<changed>"`, `"<set>"` or `"<removed>"`).
+pub fn changes(before: &Config, after: &Config) -> Vec<serde_json::Value> {
+    let (Ok(a), Ok(b)) = (serde_json::to_value(before), serde_json::to_value(after)) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    diff("", &a, &b, false, &mut out);
+    out
+}
+
+fn diff(
+    key: &str,
+    a: &serde_json::Value,
+    b: &serde_json::Value,
+    secret: bool,
+    out: &mut Vec<serde_json::Value>,
+) {
+    use serde_json::Value;
+    if a == b {
+        return;
+    }
+    // An entry added or removed is compared with an empty one, so that its secrets are
+    // masked like any other.
+    let empty_object = Value::Object(serde_json::Map::new());
+    let empty_array = Value::Array(Vec::new());
+    let (a, b) = match (a, b) {
+        (Value::Null, Value::Object(_)) => (&empty_object, b),
+        (Value::Object(_), Value::Null) => (a, &empty_object),
+        (Value::Null, Value::Array(_)) => (&empty_array, b),
+        (Value::Array(_), Value::Null) => (a, &empty_array),
+        _ => (a, b),
+    };
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                let sub = if key.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{key}.{k}")
+                };
+                diff(
+                    &sub,
+                    x.get(k).unwrap_or(&Value::Null),
+                    y.get(k).unwrap_or(&Value::Null),
+                    secret || is_secret(k),
+                    out,
+                );
+            }
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            for i in 0..x.len().max(y.len()) {
+                diff(
+                    &format!("{key}[{i}]"),
+                    x.get(i).unwrap_or(&Value::Null),
+                    y.get(i).unwrap_or(&Value::Null),
+                    secret,
+                    out,
+                );
+            }
+        }
+        _ if secret => {
+            let state = |v: &Value| if v.is_null() { "<unset>" } else { "<set>" };
+            let (old, new) = if a.is_null() || b.is_null() {
+                (state(a), state(b))
+            } else {
+                ("<set>", "<changed>")
+            };
+            out.push(serde_json::json!({ "key": key, "old": old, "new": new }));
+        }
+        _ => out.push(serde_json::json!({ "key": key, "old": a, "new": b })),
+    }
+}
+
+/// Now as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    rfc3339(secs)
+}
+
+/// Seconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ` (proleptic Gregorian calendar).
+pub fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rest = secs % 86_400;
+    // Days to civil date (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
 }
 
 /// Sets the password hash of web account `user`, adding the account when it is missing
@@ -239,7 +440,7 @@ impl FileAccountStore {
 
 impl AccountStore for FileAccountStore {
     fn set_password(&self, user: &str, role: Role, password_hash: &str) -> Result<(), String> {
-        update(&self.path, |config| {
+        update(&self.path, &format!("web: {user}"), None, |config| {
             let existing = config.http.admins.iter().any(|a| a.user == user);
             set_password(
                 config,
@@ -260,17 +461,81 @@ mod tests {
     use super::*;
 
     #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_798_761_599), "2026-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn a_change_from_an_old_version_is_a_conflict_and_changes_are_audited_without_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("imss.toml");
+        std::fs::write(&path, "[general]\nname = \"first\"\n").unwrap();
+        let v1 = version(&std::fs::read(&path).unwrap());
+        let hash = imss_web::auth::hash_password("a-long-password").unwrap();
+        // Two admins start from version 1; the first to save wins.
+        let first = update(&path, "web: ann", Some(&v1), |c| {
+            c.general.name = "second".into();
+            set_password(c, "bob", None, &hash, false);
+            Ok(())
+        })
+        .unwrap();
+        assert_ne!(first.version, v1);
+        assert_eq!(first.version, version(&std::fs::read(&path).unwrap()));
+        let err = update(&path, "web: bob", Some(&v1), |c| {
+            c.general.name = "third".into();
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(
+            matches!(&err, UpdateError::Conflict { expected, current } if *expected == v1 && *current == first.version),
+            "{err}"
+        );
+        assert_eq!(Config::load(&path).unwrap().general.name, "second");
+        // From the current version it goes through.
+        update(&path, "web: bob", Some(&first.version), |c| {
+            c.general.name = "third".into();
+            Ok(())
+        })
+        .unwrap();
+
+        let log = std::fs::read_to_string(audit_path(&path)).unwrap();
+        let lines: Vec<serde_json::Value> = log
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{log}");
+        assert_eq!(lines[0]["who"], "web: ann");
+        assert!(lines[0]["at"].as_str().unwrap().ends_with('Z'));
+        let changes = lines[0]["changes"].as_array().unwrap();
+        let change = |key: &str| changes.iter().find(|c| c["key"] == key).cloned();
+        assert_eq!(
+            change("general.name").unwrap(),
+            serde_json::json!({"key": "general.name", "old": "first", "new": "second"})
+        );
+        assert_eq!(
+            change("http.admins[0].password_hash").unwrap()["new"],
+            "<set>"
+        );
+        assert!(!log.contains("argon2"), "no hash in the audit log: {log}");
+        assert_eq!(lines[1]["who"], "web: bob");
+        assert_eq!(lines[1]["changes"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
     fn written_files_load_back_and_keep_a_backup() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("imss.toml");
         std::fs::write(&path, "[general]\nname = \"first\"\n").unwrap();
         let hash = imss_web::auth::hash_password("a-long-password").unwrap();
-        let written = update(&path, |c| {
+        let written = update(&path, "test", None, |c| {
             c.general.name = "second".into();
             set_password(c, "ann", None, &hash, false);
             Ok(())
         })
-        .unwrap();
+        .unwrap()
+        .config;
         let loaded = Config::load(&path).unwrap();
         assert_eq!(loaded, written);
         assert_eq!(loaded.http.admins[0].user, "ann");
@@ -282,7 +547,8 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(names.len(), 2, "{names:?}");
+        // The file, its backup and its audit log.
+        assert_eq!(names.len(), 3, "{names:?}");
     }
 
     #[test]
@@ -290,7 +556,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("imss.toml");
         std::fs::write(&path, "[general]\nname = \"first\"\n").unwrap();
-        let err = update(&path, |c| {
+        let err = update(&path, "test", None, |c| {
             set_password(c, "ann", None, "not a hash", false);
             Ok(())
         })
@@ -333,11 +599,12 @@ mod tests {
                         # the SIP side\n[sip]\nport = 5070\n\n[http]\n# admin port\nport = 8191\n";
         std::fs::write(&path, original).unwrap();
         let hash = imss_web::auth::hash_password("a-long-password").unwrap();
-        let written = update(&path, |c| {
+        let written = update(&path, "test", None, |c| {
             set_password(c, "ann", None, &hash, false);
             Ok(())
         })
-        .unwrap();
+        .unwrap()
+        .config;
         let text = std::fs::read_to_string(&path).unwrap();
         for kept in [
             "# imss on host A",
