@@ -418,13 +418,16 @@ pub async fn start_with_config_file(
         None => None,
     };
     // `/metrics` checks its own access rule (`[http] metrics`), so the login gate lets it
-    // through; `/api/v1/status` stays behind the gate.
+    // through; `/api/v1/status`, its live feed and the dashboard stay behind the gate (the
+    // login page opens its own assets).
     web_auth.open_path("/metrics");
+    let render_status: imss_web::metrics::RenderText =
+        Arc::new(move || metrics::read_status(&status));
     let router = imss_web::router(health.clone())
         .merge(imss_web::metrics::routes(render_metrics, metrics_access))
-        .merge(imss_web::metrics::status_routes(Arc::new(move || {
-            metrics::read_status(&status)
-        })));
+        .merge(imss_web::metrics::status_routes(render_status.clone()))
+        .merge(imss_web::events::routes(render_status, shutdown_rx.clone()))
+        .merge(imss_web::pages::routes(&web_auth));
     let router = imss_web::auth::secure(router, web_auth.clone());
     tasks.push(tokio::spawn(async move {
         let stop = async move {

@@ -58,6 +58,9 @@ const MAX_TRACKED_CLIENTS: usize = 10_000;
 const CONCURRENT_VERIFICATIONS: usize = 2;
 /// Paths open without credentials.
 const PUBLIC_PATHS: [&str; 2] = ["/healthz", "/login"];
+/// Pages of the web interface: without a session they redirect to the login form instead
+/// of answering 401.
+const PAGE_PATHS: [&str; 1] = ["/"];
 /// Paths a session that must change its password may still use.
 const MUST_CHANGE_PATHS: [&str; 3] = ["/api/v1/password", "/api/v1/session", "/logout"];
 
@@ -928,6 +931,14 @@ async fn gate(State(auth): State<Arc<Auth>>, mut request: Request, next: Next) -
         Ok(principal) => {
             request.extensions_mut().insert(principal);
             next.run(request).await
+        }
+        Err(Denied::NoCredentials | Denied::MustChange)
+            if PAGE_PATHS.contains(&request.uri().path())
+                && matches!(*request.method(), Method::GET | Method::HEAD) =>
+        {
+            // People open pages in a browser: send them to the login form, which also
+            // asks for the new password of a session that must change it.
+            (StatusCode::FOUND, [(header::LOCATION, "/login")]).into_response()
         }
         Err(denied) => denied.into_response(),
     }

@@ -1,11 +1,13 @@
-//! The HTTP side of imss on `http.port` (8190): health check now; the admin web
-//! interface, JSON API, live feed and Prometheus metrics build on this router.
+//! The HTTP side of imss on `http.port` (8190): health check, the admin web interface
+//! ([`pages`]), the JSON API, its live feed ([`events`]) and Prometheus metrics.
 //!
 //! Owns: the axum router and its listener. Must not: touch media or SIP state directly —
 //! it reads figures through [`Health`] and the server's status snapshots.
 
 pub mod auth;
+pub mod events;
 pub mod metrics;
+pub mod pages;
 
 use axum::{Router, extract::State, http::StatusCode, routing::get};
 use std::sync::Arc;
