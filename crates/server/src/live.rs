@@ -110,7 +110,7 @@ impl LiveSources {
     /// the fallback). Sources whose settings did not change are not touched.
     pub fn reload(&self, config: &Config) -> SourcesReload {
         let mut report = SourcesReload::default();
-        // Stopped once the lock is released: a worker may take a moment to finish.
+        // Stopped once the lock is released, on a thread of their own.
         let mut finished: Vec<Entry> = Vec::new();
         let mut old_workers: Vec<UpstreamWorker> = Vec::new();
         let mut inner = self.write();
@@ -168,8 +168,19 @@ impl LiveSources {
         inner.retired = heard;
         finished.extend(done);
         drop(inner);
-        drop(old_workers);
-        drop(finished);
+        // Stopping a producer joins its thread and an upstream worker waits up to a second
+        // for its read: not on the caller's thread, which is the control plane's.
+        if !old_workers.is_empty() || !finished.is_empty() {
+            let stopping = std::thread::Builder::new()
+                .name("live-stop".into())
+                .spawn(move || {
+                    drop(old_workers);
+                    drop(finished);
+                });
+            if let Err(e) = stopping {
+                tracing::warn!(error = %e, "cannot start a thread to stop the old live sources");
+            }
+        }
         report
     }
 
