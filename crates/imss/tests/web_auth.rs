@@ -240,7 +240,7 @@ fn first_start_makes_a_one_time_admin_that_must_change_its_password() {
     let blocked = c.get("/api/v1/accounts", &[("Cookie", &cookie)]);
     assert_eq!(blocked.status, 403, "{}", blocked.body);
     assert!(
-        blocked.json()["error"]
+        blocked.json()["message"]
             .as_str()
             .unwrap()
             .contains("password change")

@@ -48,6 +48,10 @@ pub struct General {
     pub functions: Vec<String>,
     /// Data directory; `audio/`, `mail/` and `cache/` live below it by default.
     pub data_dir: PathBuf,
+    /// What the log shows: a level (`error`, `warn`, `info`, `debug`, `trace`) or
+    /// comma-separated `target=level` directives after an optional level, e.g.
+    /// `info,imss_server=debug`. Changes apply at once. `RUST_LOG`, when set, wins at start.
+    pub log_level: String,
 }
 
 impl Default for General {
@@ -57,6 +61,7 @@ impl Default for General {
             location: "default".into(),
             functions: vec!["streaming".into(), "voicemail".into(), "tts".into()],
             data_dir: PathBuf::from("imss-data"),
+            log_level: "info".into(),
         }
     }
 }
@@ -82,6 +87,10 @@ pub struct Sip {
     /// timer-aware caller asking for less gets 422 with this Min-SE. RFC 4028 puts the floor
     /// at 90; lower values are for tests.
     pub min_se_s: u32,
+    /// Networks whose SIP and MRCPv2 clients are served, e.g. `["10.0.0.0/8",
+    /// "192.0.2.7/32"]`; empty (the default) serves everyone. Requests from elsewhere get
+    /// `403 Forbidden`; their MRCPv2 connections are closed. Changes apply at once.
+    pub trusted_networks: Vec<ipnet::IpNet>,
 }
 
 impl Default for Sip {
@@ -93,6 +102,7 @@ impl Default for Sip {
             max_calls: 8000,
             session_expires_s: 1800,
             min_se_s: 90,
+            trusted_networks: Vec::new(),
         }
     }
 }
@@ -197,6 +207,13 @@ pub struct Http {
     /// with the same access rule; absent, `/metrics` is on the main HTTP port only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_bind: Option<SocketAddr>,
+    /// PEM certificate chain (leaf first) for HTTPS on `port`; with `tls_key`. A changed
+    /// file is picked up without a restart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `[http] metrics`: who may read `/metrics`.
@@ -271,6 +288,8 @@ impl Default for Http {
             metrics: MetricsAccess::Open,
             metrics_token: None,
             metrics_bind: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -376,6 +395,8 @@ impl std::fmt::Debug for Http {
                 &self.metrics_token.as_ref().map(|_| "<set>"),
             )
             .field("metrics_bind", &self.metrics_bind)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
             .finish()
     }
 }
@@ -1239,6 +1260,36 @@ fn line_of_key(text: &str, key: &str) -> Option<usize> {
     header_line
 }
 
+const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// Checks a `general.log_level` value: `level` or `target=level` items, comma-separated.
+pub fn check_log_level(value: &str) -> Result<(), String> {
+    if value.trim().is_empty() {
+        return Err(format!("must name a level: one of {LOG_LEVELS:?}"));
+    }
+    for item in value.split(',') {
+        let item = item.trim();
+        let (target, level) = match item.split_once('=') {
+            Some((t, l)) => (Some(t.trim()), l.trim()),
+            None => (None, item),
+        };
+        if let Some(t) = target
+            && (t.is_empty()
+                || !t
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_:-".contains(c)))
+        {
+            return Err(format!(
+                "{item:?}: the target must be a module path such as imss_server"
+            ));
+        }
+        if !LOG_LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(format!("{item:?}: the level must be one of {LOG_LEVELS:?}"));
+        }
+    }
+    Ok(())
+}
+
 const FUNCTIONS: [&str; 3] = ["streaming", "voicemail", "tts"];
 
 impl Config {
@@ -1349,6 +1400,18 @@ impl Config {
         self.tts.validate()?;
         self.http.validate()?;
         self.http.validate_metrics()?;
+        if self.http.tls_cert.is_some() != self.http.tls_key.is_some() {
+            let missing = if self.http.tls_cert.is_some() {
+                "tls_key"
+            } else {
+                "tls_cert"
+            };
+            return Err(invalid(
+                &format!("http.{missing}"),
+                "tls_cert and tls_key go together".into(),
+            ));
+        }
+        check_log_level(&self.general.log_level).map_err(|m| invalid("general.log_level", m))?;
         if let Some(p) = rtp.realtime_priority
             && !(1..=99).contains(&p)
         {

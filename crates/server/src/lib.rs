@@ -18,6 +18,7 @@
 //! same `ring` provider and Mozilla's root certificates, without OpenSSL or aws-lc-rs.
 //! Cache freshness follows RFC 7234 through `http-cache-semantics`.
 
+pub mod admin;
 pub mod audio_root;
 pub mod config;
 pub mod config_file;
@@ -101,7 +102,7 @@ pub struct RunningServer {
     tasks: Vec<JoinHandle<()>>,
     health: Arc<imss_web::Health>,
     shared: Arc<Shared>,
-    web_auth: Arc<imss_web::auth::Auth>,
+    admin: Arc<admin::Admin>,
 }
 
 /// What [`RunningServer::reload`] applied, and what it could not.
@@ -109,51 +110,29 @@ pub struct RunningServer {
 pub struct ReloadReport {
     /// Live sources added, changed and removed.
     pub sources: SourcesReload,
+    /// Settings that changed and were applied at once (`mail`, `tts`, `general.log_level`,
+    /// `sip.trusted_networks`, `http.admins`, `external_audio`, …).
+    pub applied: Vec<&'static str>,
     /// Sections of the new configuration that differ from the running one and take effect
     /// only after a restart (ports, bind addresses, folders, …).
     pub needs_restart: Vec<&'static str>,
 }
 
 impl RunningServer {
-    /// Stops accepting calls, ends every call with BYE, and waits for the tasks.
     /// Applies a new, validated configuration as far as it can change while calls run: the
-    /// live sources (`[[external_audio]]`). Listeners of unchanged sources are not touched;
-    /// see [`ReloadReport`] for the rest.
+    /// live sources (`[[external_audio]]`), `[mail]`, `[tts]`, the log level, the trusted
+    /// networks and the web accounts. Listeners of unchanged sources are not touched; see
+    /// [`ReloadReport`] for the rest.
     pub fn reload(&self, config: &Config) -> ReloadReport {
-        let running = &self.shared.config;
-        let mut needs_restart = Vec::new();
-        let sections: [(&'static str, bool); 10] = [
-            ("general", config.general != running.general),
-            ("sip", config.sip != running.sip),
-            ("mrcp", config.mrcp != running.mrcp),
-            ("rtp", config.rtp != running.rtp),
-            (
-                "http",
-                config_file::without_web_access(&config.http)
-                    != config_file::without_web_access(&running.http),
-            ),
-            ("audio", config.audio != running.audio),
-            ("http_audio", config.http_audio != running.http_audio),
-            ("mail", config.mail != running.mail),
-            ("tts", config.tts != running.tts),
-            ("notifier", config.notifier != running.notifier),
-        ];
-        for (name, differs) in sections {
-            if differs {
-                needs_restart.push(name);
-            }
-        }
-        // Web accounts, tokens and the session lifetime apply at once.
-        self.web_auth.replace(
-            config_file::web_accounts(config),
-            config_file::web_auth_settings(config),
-        );
-        ReloadReport {
-            sources: self.shared.sources.reload(config),
-            needs_restart,
-        }
+        self.admin.apply(config)
     }
 
+    /// The configuration applied now (the start-up one, then each reload's).
+    pub fn applied_config(&self) -> Arc<Config> {
+        self.shared.applied()
+    }
+
+    /// Stops accepting calls, ends every call with BYE, and waits for the tasks.
     pub async fn shutdown(self) {
         self.health.set_draining();
         let _ = self.shutdown.send(true);
@@ -163,9 +142,98 @@ impl RunningServer {
     }
 }
 
+/// `config` applied to the running server; see [`RunningServer::reload`].
+pub(crate) fn apply(
+    shared: &Arc<Shared>,
+    web_auth: &imss_web::auth::Auth,
+    set_log_level: Option<&admin::SetLogLevel>,
+    config: &Config,
+) -> ReloadReport {
+    let started = &shared.config;
+    let before = shared.applied();
+    // What only a restart changes: compared with what runs since the start.
+    let restart_only = |c: &Config| {
+        let mut c = c.clone();
+        c.general.log_level = String::new();
+        c.sip.trusted_networks = Vec::new();
+        c.http = config_file::without_web_access(&c.http);
+        c
+    };
+    let (now, then) = (restart_only(config), restart_only(started));
+    let sections: [(&'static str, bool); 9] = [
+        ("general", now.general != then.general),
+        ("sip", now.sip != then.sip),
+        ("mrcp", now.mrcp != then.mrcp),
+        ("rtp", now.rtp != then.rtp),
+        ("http", now.http != then.http),
+        ("audio", now.audio != then.audio),
+        ("http_audio", now.http_audio != then.http_audio),
+        ("notifier", now.notifier != then.notifier),
+        ("tts.cache_mib", false),
+    ];
+    let mut needs_restart: Vec<&'static str> = sections
+        .iter()
+        .filter(|(_, differs)| *differs)
+        .map(|(name, _)| *name)
+        .collect();
+    let mut applied = Vec::new();
+    if config.general.log_level != before.general.log_level {
+        match set_log_level.map(|set| set(&config.general.log_level)) {
+            Some(Ok(())) => applied.push("general.log_level"),
+            Some(Err(e)) => {
+                tracing::warn!(level = %config.general.log_level, error = %e, "log level not changed");
+                needs_restart.push("general.log_level");
+            }
+            None => needs_restart.push("general.log_level"),
+        }
+    }
+    if config.sip.trusted_networks != before.sip.trusted_networks {
+        applied.push("sip.trusted_networks");
+    }
+    match shared.voicemail.reconfigure(config) {
+        Ok(true) => applied.push("mail"),
+        Ok(false) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "the new [mail] settings cannot be used: the previous ones stay until a restart");
+            needs_restart.push("mail");
+        }
+    }
+    if config.tts != before.tts {
+        // Requests look the engine up by these settings: the next one gets the new engine.
+        applied.push("tts");
+    }
+    if config_file::web_accounts(config) != config_file::web_accounts(&before)
+        || config.http.session_ttl_s != before.http.session_ttl_s
+    {
+        applied.push("http.admins");
+    }
+    // Web accounts, tokens and the session lifetime apply at once.
+    web_auth.replace(
+        config_file::web_accounts(config),
+        config_file::web_auth_settings(config),
+    );
+    let sources = shared.sources.reload(config);
+    if !(sources.added.is_empty() && sources.changed.is_empty() && sources.removed.is_empty()) {
+        applied.push("external_audio");
+    }
+    *shared
+        .applied
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(config.clone());
+    ReloadReport {
+        sources,
+        applied,
+        needs_restart,
+    }
+}
+
 /// Shared, read-mostly state every call needs.
 pub(crate) struct Shared {
+    /// The configuration the server started with (listeners, ports and folders follow it).
     pub config: Config,
+    /// The configuration applied now: the start-up one, then each reload's or saved change's.
+    /// Settings that change live (`[mail]`, `[tts]`, trusted networks, …) are read here.
+    pub applied: std::sync::RwLock<Arc<Config>>,
     pub clips: Arc<ClipCache>,
     pub ports: PortAllocator,
     pub pacer: Pacer,
@@ -184,6 +252,18 @@ pub(crate) struct Shared {
     pub metrics: Arc<metrics::Metrics>,
     /// When the server started.
     pub started: std::time::Instant,
+}
+
+impl Shared {
+    /// The configuration applied now.
+    pub fn applied(&self) -> Arc<Config> {
+        Arc::clone(
+            &self
+                .applied
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
 }
 
 /// Binds SIP over UDP and TCP on the same port. With port 0 (tests) UDP picks the port and
@@ -260,6 +340,16 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
 pub async fn start_with_config_file(
     config: Config,
     file: Option<std::path::PathBuf>,
+) -> Result<RunningServer, StartError> {
+    start_with_options(config, file, None).await
+}
+
+/// [`start_with_config_file`], with the hook that changes the process's log filter when
+/// `general.log_level` changes.
+pub async fn start_with_options(
+    config: Config,
+    file: Option<std::path::PathBuf>,
+    set_log_level: Option<admin::SetLogLevel>,
 ) -> Result<RunningServer, StartError> {
     for dir in [config.general.data_dir.clone(), config.audio_root()] {
         std::fs::create_dir_all(&dir).map_err(|source| StartError::DataDir {
@@ -359,6 +449,7 @@ pub async fn start_with_config_file(
 
     let shared_for_reload;
     let shared = Arc::new(Shared {
+        applied: std::sync::RwLock::new(Arc::new(config.clone())),
         config,
         clips,
         ports,
@@ -375,7 +466,7 @@ pub async fn start_with_config_file(
 
     let mut tasks = Vec::new();
     let mut http_shutdown = shutdown_rx.clone();
-    let account_store = file.map(|f| {
+    let account_store = file.clone().map(|f| {
         Arc::new(config_file::FileAccountStore::new(f)) as Arc<dyn imss_web::auth::AccountStore>
     });
     let web_auth = Arc::new(
@@ -421,13 +512,22 @@ pub async fn start_with_config_file(
     // through; `/api/v1/status`, its live feed and the dashboard stay behind the gate (the
     // login page opens its own assets).
     web_auth.open_path("/metrics");
+    let (control, control_rx) = sip_shell::control::Control::new();
+    let admin = Arc::new(admin::Admin {
+        shared: Arc::clone(&shared),
+        file,
+        web_auth: Arc::clone(&web_auth),
+        set_log_level,
+        shell: control,
+    });
     let render_status: imss_web::metrics::RenderText =
         Arc::new(move || metrics::read_status(&status));
     let router = imss_web::router(health.clone())
         .merge(imss_web::metrics::routes(render_metrics, metrics_access))
         .merge(imss_web::metrics::status_routes(render_status.clone()))
         .merge(imss_web::events::routes(render_status, shutdown_rx.clone()))
-        .merge(imss_web::pages::routes(&web_auth));
+        .merge(imss_web::pages::routes(&web_auth))
+        .merge(admin::routes(Arc::clone(&admin)));
     let router = imss_web::auth::secure(router, web_auth.clone());
     tasks.push(tokio::spawn(async move {
         let stop = async move {
@@ -449,6 +549,7 @@ pub async fn start_with_config_file(
         shared,
         listeners,
         pacer_rx,
+        control_rx,
         shutdown_rx,
     )));
     health.set_ready();
@@ -463,6 +564,6 @@ pub async fn start_with_config_file(
         tasks,
         health,
         shared: shared_for_reload,
-        web_auth,
+        admin,
     })
 }

@@ -603,7 +603,7 @@ impl Collector for ServerCollector {
                 .map(|(cause, n)| (vec![("cause", cause)], ConstCounter::new(n))),
         )?;
 
-        if let Ok(tts) = crate::tts::service(&shared.config.tts) {
+        if let Ok(tts) = crate::tts::service(&shared.applied().tts) {
             let s = tts.stats();
             let (buckets, sum) = tts.synthesis_latency().snapshot();
             histogram(
@@ -861,7 +861,7 @@ fn snapshot(shared: &Shared, previous: Option<&Sample>) -> (Status, Sample) {
             }
         })
         .collect();
-    let tts = crate::tts::service(&shared.config.tts)
+    let tts = crate::tts::service(&shared.applied().tts)
         .map(|t| t.stats())
         .unwrap_or_default();
     let status = Status {
@@ -890,7 +890,7 @@ fn snapshot(shared: &Shared, previous: Option<&Sample>) -> (Status, Sample) {
         },
         sources,
         mail: MailInfo {
-            configured: shared.config.mail.imap_host.is_some(),
+            configured: shared.applied().mail.imap_host.is_some(),
             last_error: shared.voicemail.stats().last_error(),
         },
         tts: TtsInfo {

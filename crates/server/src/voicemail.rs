@@ -104,14 +104,44 @@ pub(crate) fn is_mail_uri(uri: &str) -> bool {
 
 /// The mail store and the decoded-voicemail cache.
 pub(crate) struct Voicemail {
-    store: MailStore,
+    /// The `[mail]` settings in use; replaced whole when they change.
+    settings: std::sync::RwLock<Arc<MailSettings>>,
     /// The mail runtime's handle; the runtime itself is owned by `_mail_runtime`.
     runtime: tokio::runtime::Handle,
     _mail_runtime: MailRuntime,
-    max_bytes: u64,
-    headers_ssml: String,
     cache: Arc<Mutex<Cache>>,
     stats: crate::metrics::MailStats,
+}
+
+/// What `[mail]` sets: the store (with its pool of connections) and the limits.
+struct MailSettings {
+    store: MailStore,
+    max_bytes: u64,
+    headers_ssml: String,
+    /// The `[mail]` section these came from.
+    mail: Mail,
+}
+
+impl MailSettings {
+    fn new(config: &Config) -> Result<MailSettings, MailError> {
+        let fbmc_root = config
+            .mail
+            .fbmc_root
+            .clone()
+            .unwrap_or_else(|| config.general.data_dir.join("mail"));
+        let store = MailStore::new(imap_settings(&config.mail), Some(fbmc_root))?;
+        let mib = |v: Option<u32>, default: u32| u64::from(v.unwrap_or(default)) * 1024 * 1024;
+        Ok(MailSettings {
+            store,
+            max_bytes: mib(config.mail.max_message_mib, Mail::DEFAULT_MAX_MESSAGE_MIB),
+            headers_ssml: config
+                .mail
+                .read_headers_ssml
+                .clone()
+                .unwrap_or_else(|| Mail::DEFAULT_HEADERS_SSML.to_string()),
+            mail: config.mail.clone(),
+        })
+    }
 }
 
 /// Decoded messages by URI, bounded in bytes.
@@ -190,23 +220,12 @@ impl Voicemail {
                 detail: format!("cannot start the mail threads: {e}"),
             })?;
         let runtime = mail_runtime.handle().clone();
-        let fbmc_root = config
-            .mail
-            .fbmc_root
-            .clone()
-            .unwrap_or_else(|| config.general.data_dir.join("mail"));
-        let store = MailStore::new(imap_settings(&config.mail), Some(fbmc_root))?;
+        let settings = MailSettings::new(config)?;
         let mib = |v: Option<u32>, default: u32| u64::from(v.unwrap_or(default)) * 1024 * 1024;
         Ok(Voicemail {
-            store,
+            settings: std::sync::RwLock::new(Arc::new(settings)),
             runtime,
             _mail_runtime: MailRuntime(Some(mail_runtime)),
-            max_bytes: mib(config.mail.max_message_mib, Mail::DEFAULT_MAX_MESSAGE_MIB),
-            headers_ssml: config
-                .mail
-                .read_headers_ssml
-                .clone()
-                .unwrap_or_else(|| Mail::DEFAULT_HEADERS_SSML.to_string()),
             cache: Arc::new(Mutex::new(Cache {
                 clips: LruCache::unbounded(),
                 bytes: 0,
@@ -215,6 +234,36 @@ impl Voicemail {
             })),
             stats: crate::metrics::MailStats::default(),
         })
+    }
+
+    /// The settings in use now.
+    fn settings(&self) -> Arc<MailSettings> {
+        Arc::clone(
+            &self
+                .settings
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Uses the `[mail]` settings of `config` from now on (fetches under way finish with the
+    /// old ones). Returns whether they differ from those in use. The decoded-message cache
+    /// stays: a message's audio does not depend on how it was fetched.
+    pub fn reconfigure(&self, config: &Config) -> Result<bool, MailError> {
+        if self.settings().mail == config.mail {
+            return Ok(false);
+        }
+        let settings = Arc::new(MailSettings::new(config)?);
+        *self
+            .settings
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = settings;
+        Ok(true)
+    }
+
+    /// The IMAP settings in use (for a connection test), if a server is configured.
+    pub fn imap_settings(&self) -> Option<imss_mail::ImapSettings> {
+        imap_settings(&self.settings().mail)
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
@@ -287,9 +336,9 @@ impl Voicemail {
         let timeout = timeout.unwrap_or(DEFAULT_FETCH_TIMEOUT);
         let parsed = MailUri::parse(uri).map_err(|e| VoicemailFailure::of(uri, &e.into()))?;
         if let MailUri::Imap(url) = &parsed
-            && let Some(client) = self.store.imap()
+            && let Some(client) = self.settings().store.imap()
         {
-            let fetch = client.audio_parts(url, self.max_bytes);
+            let fetch = client.audio_parts(url, self.settings().max_bytes);
             return self
                 .block_on(uri, timeout, fetch)?
                 .map(|(info, _)| info)
@@ -306,7 +355,7 @@ impl Voicemail {
         timeout: Option<Duration>,
     ) -> Result<String, VoicemailFailure> {
         let info = self.message_info(uri, timeout)?;
-        Ok(fill_template(&self.headers_ssml, &info))
+        Ok(fill_template(&self.settings().headers_ssml, &info))
     }
 
     fn block_on<F: std::future::Future>(
@@ -325,7 +374,8 @@ impl Voicemail {
         uri: &str,
         timeout: Duration,
     ) -> Result<FetchedMessage, VoicemailFailure> {
-        let fetch = self.store.fetch_audio(uri, self.max_bytes);
+        let settings = self.settings();
+        let fetch = settings.store.fetch_audio(uri, settings.max_bytes);
         self.block_on(uri, timeout, fetch)?
             .map_err(|e| VoicemailFailure::of(uri, &e))
     }
@@ -338,13 +388,18 @@ impl Voicemail {
         timeout: Duration,
     ) -> Result<Vec<PlayItem>, VoicemailFailure> {
         let client = self
+            .settings()
             .store
             .imap()
             .ok_or_else(|| VoicemailFailure::of(uri, &MailError::NotConfigured { scheme: "imap" }))?
             .clone();
         // The parts to play: the URI's SECTION, else every audio part of the message.
         let (_, parts) = self
-            .block_on(uri, timeout, client.audio_parts(url, self.max_bytes))?
+            .block_on(
+                uri,
+                timeout,
+                client.audio_parts(url, self.settings().max_bytes),
+            )?
             .map_err(|e| VoicemailFailure::of(uri, &e))?;
         let sections: Vec<Option<String>> = parts.into_iter().map(|p| Some(p.section)).collect();
         // The first part's download starts here, so that a failure (a missing message, a
@@ -353,7 +408,7 @@ impl Voicemail {
             .block_on(
                 uri,
                 timeout,
-                client.fetch_part_stream(url, sections[0].as_deref(), self.max_bytes),
+                client.fetch_part_stream(url, sections[0].as_deref(), self.settings().max_bytes),
             )?
             .map_err(|e| VoicemailFailure::of(uri, &e))?;
         let mut writers = Vec::with_capacity(sections.len());
@@ -378,7 +433,7 @@ impl Voicemail {
             url: url.clone(),
             client,
             runtime: self.runtime.clone(),
-            max_bytes: self.max_bytes,
+            max_bytes: self.settings().max_bytes,
             timeout,
         };
         let cache = Arc::clone(&self.cache);

@@ -13,7 +13,7 @@ function say(text) {
 async function errorOf(response) {
   try {
     const body = await response.json();
-    return body.error || response.statusText;
+    return body.message || body.error || response.statusText;
   } catch (_) {
     return response.status + " " + response.statusText;
   }

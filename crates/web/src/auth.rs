@@ -60,7 +60,19 @@ const CONCURRENT_VERIFICATIONS: usize = 2;
 const PUBLIC_PATHS: [&str; 2] = ["/healthz", "/login"];
 /// Pages of the web interface: without a session they redirect to the login form instead
 /// of answering 401.
-const PAGE_PATHS: [&str; 1] = ["/"];
+/// The pages of the web interface ([`crate::pages`]); without a session they redirect to
+/// `/login`.
+pub const PAGE_PATHS: [&str; 9] = [
+    "/",
+    "/sessions",
+    "/general",
+    "/audio",
+    "/mail",
+    "/sources",
+    "/tts",
+    "/files",
+    "/admin",
+];
 /// Paths a session that must change its password may still use.
 const MUST_CHANGE_PATHS: [&str; 3] = ["/api/v1/password", "/api/v1/session", "/logout"];
 
@@ -368,20 +380,38 @@ pub enum Denied {
 
 impl IntoResponse for Denied {
     fn into_response(self) -> Response {
-        let (status, message) = match self {
-            Denied::NoCredentials => (StatusCode::UNAUTHORIZED, "login required".to_string()),
-            Denied::BadToken => (StatusCode::UNAUTHORIZED, "invalid API token".to_string()),
+        let (status, code, message) = match self {
+            Denied::NoCredentials => (
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "login required".to_string(),
+            ),
+            Denied::BadToken => (
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "invalid API token".to_string(),
+            ),
             Denied::Csrf => (
                 StatusCode::FORBIDDEN,
+                "csrf",
                 "missing or wrong X-CSRF-Token header (GET /api/v1/session tells it)".to_string(),
             ),
             Denied::MustChange => (
                 StatusCode::FORBIDDEN,
+                "must_change_password",
                 "password change required: POST /api/v1/password first".to_string(),
             ),
-            Denied::Role(role) => (StatusCode::FORBIDDEN, format!("needs the {role} role")),
+            Denied::Role(role) => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("needs the {role} role"),
+            ),
         };
-        let mut response = error(status, &message);
+        let mut response = (
+            status,
+            Json(serde_json::json!({ "error": code, "message": message })),
+        )
+            .into_response();
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -392,9 +422,22 @@ impl IntoResponse for Denied {
     }
 }
 
-/// A JSON error body `{"error": …}` with `status`.
+/// A JSON error body `{"error": code, "message": …}` with `status`, in the API's one error
+/// shape (the code follows from the status).
 fn error(status: StatusCode, message: &str) -> Response {
-    (status, Json(serde_json::json!({ "error": message }))).into_response()
+    let code = match status.as_u16() {
+        400 => "invalid",
+        401 => "unauthenticated",
+        403 => "forbidden",
+        429 => "too_many_requests",
+        503 => "unavailable",
+        _ => "failed",
+    };
+    (
+        status,
+        Json(serde_json::json!({ "error": code, "message": message })),
+    )
+        .into_response()
 }
 
 /// Why a login fails.

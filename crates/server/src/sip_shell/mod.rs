@@ -12,6 +12,7 @@
 //! from the caller ([`Event::Ended`] → `end_call`), and a refresh by re-INVITE re-offers the
 //! last description the call answered with, its version incremented.
 
+pub(crate) mod control;
 mod mrcp;
 
 use crate::Shared;
@@ -152,8 +153,10 @@ pub(crate) async fn run(
     shared: Arc<Shared>,
     listeners: Listeners,
     mut pacer_rx: mpsc::UnboundedReceiver<StreamEvent>,
+    control_rx: mpsc::UnboundedReceiver<control::ControlMsg>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let _ = control_rx;
     let Listeners {
         udp,
         udp_addr,

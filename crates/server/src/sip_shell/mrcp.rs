@@ -817,7 +817,8 @@ fn resolve_plan(
     settings: &SpeakSettings,
     ready: &HashMap<String, Arc<Clip>>,
 ) -> Result<(Vec<PlayItem>, Vec<String>), MediaFailure> {
-    let tts_config = &shared.config.tts;
+    let applied = shared.applied();
+    let tts_config = &applied.tts;
     let defaults = SpeakDefaults::new(tts_config, settings);
     let speak = |utterance: Utterance| {
         tts::service(tts_config)
