@@ -5,6 +5,7 @@
 //! and API tokens.
 
 mod admin;
+mod logging;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -135,13 +136,7 @@ enum Command {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let log_filter = logging::init();
     raise_open_files_limit();
     match cli.command {
         Command::CheckConfig { file } => {
@@ -162,15 +157,16 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Serve { config, data_dir } => {
-            let loaded = match &config {
-                Some(path) => Config::load(path)?,
-                None => {
-                    let c = Config::embedded(&data_dir);
-                    prepare_embedded(&c)?;
-                    c
-                }
+            let (loaded, path) = match config {
+                Some(path) => (Config::load(&path)?, path),
+                None => embedded_config(&data_dir)?,
             };
-            runtime()?.block_on(serve(loaded, config))
+            if !logging::from_environment()
+                && let Err(e) = logging::setter(log_filter.clone())(&loaded.general.log_level)
+            {
+                tracing::warn!(level = %loaded.general.log_level, error = %e, "general.log_level not applied");
+            }
+            runtime()?.block_on(serve(loaded, path, logging::setter(log_filter)))
         }
         Command::Call {
             uri,
@@ -289,6 +285,25 @@ fn parse_codecs(names: &[String]) -> Result<Vec<imss_client::Codec>> {
         .collect()
 }
 
+/// Without `--config`: the configuration file `DATA_DIR/imss.toml`, written with the embedded
+/// defaults on the first start, so that changes made in the web interface are kept.
+fn embedded_config(data_dir: &std::path::Path) -> Result<(Config, PathBuf)> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let path = data_dir.join("imss.toml");
+    let config = if path.exists() {
+        Config::load(&path)?
+    } else {
+        let c = Config::embedded(data_dir);
+        imss_server::config_file::write_atomically(&path, &c)
+            .with_context(|| format!("writing {}", path.display()))?;
+        tracing::info!(file = %path.display(), "embedded defaults written; the server keeps its settings there");
+        c
+    };
+    prepare_embedded(&config)?;
+    Ok((config, path))
+}
+
 /// Creates the data folders of the embedded defaults and, on a fresh start, the demo music
 /// the `moh` source plays.
 fn prepare_embedded(config: &Config) -> Result<()> {
@@ -309,8 +324,13 @@ fn prepare_embedded(config: &Config) -> Result<()> {
 /// Serves until SIGTERM or Ctrl-C. On SIGHUP the configuration file is read again and
 /// applied as far as it can be while calls run (see `RunningServer::reload`); a file that
 /// does not load or validate changes nothing.
-async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
-    let server = imss_server::start_with_config_file(config, path.clone()).await?;
+async fn serve(
+    config: Config,
+    path: std::path::PathBuf,
+    set_log_level: imss_server::admin::SetLogLevel,
+) -> Result<()> {
+    let server =
+        imss_server::start_with_options(config, Some(path.clone()), Some(set_log_level)).await?;
     // One machine-readable line on stdout so scripts and tests learn the bound ports.
     println!(
         "{}",
@@ -330,7 +350,7 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
-            _ = hangup.recv() => reload(&server, path.as_deref()),
+            _ = hangup.recv() => reload(&server, &path),
         }
     }
     tracing::info!("shutting down: ending calls");
@@ -339,13 +359,7 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> Result<()> {
 }
 
 /// SIGHUP: reads the configuration file again and applies it.
-fn reload(server: &imss_server::RunningServer, path: Option<&std::path::Path>) {
-    let Some(path) = path else {
-        tracing::warn!(
-            "SIGHUP ignored: the server runs on its embedded defaults, there is no file to read again"
-        );
-        return;
-    };
+fn reload(server: &imss_server::RunningServer, path: &std::path::Path) {
     let config = match Config::load(path) {
         Ok(config) => config,
         Err(error) => {
@@ -359,6 +373,7 @@ fn reload(server: &imss_server::RunningServer, path: Option<&std::path::Path>) {
         sources_added = ?report.sources.added,
         sources_changed = ?report.sources.changed,
         sources_removed = ?report.sources.removed,
+        applied = ?report.applied,
         "configuration reloaded"
     );
     if !report.needs_restart.is_empty() {

@@ -102,6 +102,8 @@ fn embedded_defaults_serve_music_on_hold_on_a_fresh_start() {
     let line = String::from_utf8_lossy(&line).to_string();
     let ok = line.contains("\"sip_udp\":\"0.0.0.0:6060\"") && line.contains("8190");
     let demo = data.join("audio/moh/imss-demo.wav").exists();
+    // The defaults are written to a file of their own, where the web interface saves changes.
+    let file = std::fs::read_to_string(data.join("imss.toml")).unwrap_or_default();
     let report = if ok {
         let (status, out, err) = run_with_timeout(
             imss().args(["call", "sip:moh@127.0.0.1:6060", "--seconds", "2", "--json"]),
@@ -115,6 +117,10 @@ fn embedded_defaults_serve_music_on_hold_on_a_fresh_start() {
     let _ = child.wait();
     assert!(ok, "ready line with default ports: {line}");
     assert!(demo, "demo music written on first start");
+    assert!(
+        file.contains("name = \"moh\"") && file.contains("port = 6060"),
+        "the embedded defaults in DATA_DIR/imss.toml: {file}"
+    );
     let (success, out, err) = report.expect("call placed");
     assert!(success, "call to the default moh failed: {out}\n{err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("json report");

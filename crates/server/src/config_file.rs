@@ -96,6 +96,38 @@ pub fn write_atomically(path: &Path, config: &Config) -> std::io::Result<()> {
     result
 }
 
+/// `new`'s keys and values written into `old` in place: unchanged keys keep their text,
+/// changed values keep their comments, keys gone are removed, new keys go last.
+fn merge_table(old: &mut toml_edit::Table, new: &toml_edit::Table) {
+    let gone: Vec<String> = old
+        .iter()
+        .filter(|(k, _)| !new.contains_key(k))
+        .map(|(k, _)| k.to_string())
+        .collect();
+    for k in gone {
+        old.remove(&k);
+    }
+    for (k, new_item) in new.iter() {
+        let same = old
+            .get(k)
+            .is_some_and(|o| o.to_string().trim() == new_item.to_string().trim());
+        if same {
+            continue;
+        }
+        match (old.get_mut(k), new_item) {
+            (Some(toml_edit::Item::Value(o)), toml_edit::Item::Value(n)) => {
+                let decor = o.decor().clone();
+                *o = n.clone();
+                *o.decor_mut() = decor;
+            }
+            (Some(slot), _) => *slot = new_item.clone(),
+            (None, _) => {
+                old.insert(k, new_item.clone());
+            }
+        }
+    }
+}
+
 /// `config` as TOML in which every top-level section equal to the one in `old` (the previous
 /// file) is written as `old` wrote it, and the others as in `fresh` (`config` serialized), in
 /// the order of `old`. `None` when `old` does not parse or the result would not read back as
@@ -134,8 +166,20 @@ fn keep_unchanged_sections(old: &str, config: &Config, fresh: &str) -> Option<St
         let Some(item) = source.get(&key) else {
             continue;
         };
+        let mut item = item.clone();
+        // A changed table keeps its comments and the layout of its unchanged keys.
+        if !unchanged
+            && let (Some(old), Some(new)) = (
+                old_doc.get(&key).and_then(|i| i.as_table()),
+                item.as_table(),
+            )
+        {
+            let mut merged = old.clone();
+            merge_table(&mut merged, new);
+            item = toml_edit::Item::Table(merged);
+        }
         let mut part = toml_edit::DocumentMut::new();
-        part.insert(&key, item.clone());
+        part.insert(&key, item);
         let text = part.to_string();
         if !out.is_empty() && !out.ends_with("\n\n") && !text.starts_with('\n') {
             out.push('\n');
@@ -417,12 +461,12 @@ pub fn without_web_access(http: &crate::config::Http) -> crate::config::Http {
     }
 }
 
-/// The session settings of `[http]`. The HTTP listener has no TLS, so cookies are not
-/// marked `Secure`.
+/// The session settings of `[http]`: cookies are marked `Secure` when the web interface
+/// serves HTTPS (`http.tls_cert`).
 pub fn web_auth_settings(config: &Config) -> AuthSettings {
     AuthSettings {
         session_ttl: std::time::Duration::from_secs(config.http.session_ttl_s),
-        secure_cookie: false,
+        secure_cookie: config.http.tls_cert.is_some(),
     }
 }
 
@@ -622,6 +666,17 @@ mod tests {
         assert_eq!(Config::load(&path).unwrap(), written);
         assert_eq!(written.sip.port, 5070);
         assert_eq!(written.http.port, 8191);
+        // A changed section keeps its comments, and a changed value its own.
+        assert!(text.contains("# admin port\nport = 8191"), "{text}");
+        update(&path, "test", None, |c| {
+            c.general.name = "b".into();
+            Ok(())
+        })
+        .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# imss on host A\n[general]\n"), "{text}");
+        assert!(text.contains("name = \"b\" # shown in the UI"), "{text}");
+        assert!(text.contains("# the SIP side"), "{text}");
     }
 
     #[test]

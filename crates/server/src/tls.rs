@@ -140,3 +140,76 @@ mod tests {
         assert!(e.to_string().contains("does not fit"), "{e}");
     }
 }
+
+/// The web interface's TLS configuration (`http.tls_cert`, `http.tls_key`), read again when
+/// either file changes: checked at most once a second, on new connections. A changed pair
+/// that cannot be used is logged and the previous one stays.
+pub struct ReloadingConfig {
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    state: std::sync::Mutex<Loaded>,
+}
+
+struct Loaded {
+    config: Arc<rustls::ServerConfig>,
+    /// Modification times of the pair last read (or last refused).
+    stamps: (Option<std::time::SystemTime>, Option<std::time::SystemTime>),
+    checked: std::time::Instant,
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// `e` with the `[http]` keys instead of `[mrcp]`'s.
+fn for_http(e: &TlsConfigError) -> String {
+    let key = if e.key().ends_with("cert") {
+        "http.tls_cert"
+    } else {
+        "http.tls_key"
+    };
+    format!("{key}: {}", e.detail())
+}
+
+impl ReloadingConfig {
+    /// Reads the pair once; an error names the `[http]` key at fault.
+    pub fn new(cert: &Path, key: &Path) -> Result<ReloadingConfig, String> {
+        let stamps = (modified(cert), modified(key));
+        let config = server_config(cert, key).map_err(|e| for_http(&e))?;
+        Ok(ReloadingConfig {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+            state: std::sync::Mutex::new(Loaded {
+                config,
+                stamps,
+                checked: std::time::Instant::now(),
+            }),
+        })
+    }
+
+    /// The configuration for the next handshake.
+    pub fn current(&self) -> Arc<rustls::ServerConfig> {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if state.checked.elapsed() >= std::time::Duration::from_secs(1) {
+            state.checked = std::time::Instant::now();
+            let stamps = (modified(&self.cert), modified(&self.key));
+            if stamps != state.stamps {
+                state.stamps = stamps;
+                match server_config(&self.cert, &self.key) {
+                    Ok(config) => {
+                        tracing::info!(cert = %self.cert.display(), "web interface TLS certificate reloaded");
+                        state.config = config;
+                    }
+                    Err(e) => tracing::error!(
+                        error = %for_http(&e),
+                        "the changed web interface TLS certificate cannot be used: the previous one stays"
+                    ),
+                }
+            }
+        }
+        Arc::clone(&state.config)
+    }
+}

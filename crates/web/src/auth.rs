@@ -183,6 +183,11 @@ impl Accounts {
         self.users.get(user)
     }
 
+    /// Every account, by name.
+    pub fn users(&self) -> impl Iterator<Item = &Account> {
+        self.users.values()
+    }
+
     fn has_admin(&self) -> bool {
         self.users.values().any(|a| a.role == Role::Admin)
     }
@@ -1014,7 +1019,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RequireAdmin {
 }
 
 /// The client's address (unspecified when the listener does not record it).
-struct ClientIp(IpAddr);
+pub(crate) struct ClientIp(IpAddr);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = std::convert::Infallible;
@@ -1101,7 +1106,14 @@ fn too_many(wait: Duration) -> Response {
     response
 }
 
-async fn login(
+#[utoipa::path(post, path = "/login", tag = "session",
+    request_body(content = Object, description = "`{\"user\", \"password\"}` as JSON or a form"),
+    responses(
+        (status = 200, description = "Logged in: the session cookie is set; `{user, role, must_change_password, via, csrf_token}`"),
+        (status = 401, description = "Wrong user name or password"),
+        (status = 429, description = "Too many failed attempts from this address (`Retry-After`)")
+    ))]
+pub(crate) async fn login(
     State(auth): State<Arc<Auth>>,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
@@ -1156,7 +1168,9 @@ async fn login(
     }
 }
 
-async fn logout(State(auth): State<Arc<Auth>>, principal: Principal) -> Response {
+#[utoipa::path(post, path = "/logout", tag = "session",
+    responses((status = 204, description = "Logged out; the cookie is cleared")))]
+pub(crate) async fn logout(State(auth): State<Arc<Auth>>, principal: Principal) -> Response {
     let settings = *read(&auth.settings);
     if let Via::Session { id, .. } = &principal.via {
         auth.logout(id);
@@ -1169,7 +1183,12 @@ async fn logout(State(auth): State<Arc<Auth>>, principal: Principal) -> Response
 }
 
 /// Who is logged in, with the CSRF token: never cached.
-async fn session(principal: Principal) -> Response {
+#[utoipa::path(get, path = "/api/v1/session", tag = "session",
+    responses(
+        (status = 200, description = "Who is logged in and the CSRF token for changes: `{user, role, must_change_password, via, csrf_token}`"),
+        (status = 401, description = "Not logged in")
+    ))]
+pub(crate) async fn session(principal: Principal) -> Response {
     (
         [(header::CACHE_CONTROL, "no-store")],
         Json(principal_json(&principal)),
@@ -1177,7 +1196,14 @@ async fn session(principal: Principal) -> Response {
         .into_response()
 }
 
-async fn change_password(
+#[utoipa::path(post, path = "/api/v1/password", tag = "session",
+    request_body(content = Object, description = "`{\"old_password\", \"new_password\"}`"),
+    responses(
+        (status = 200, description = "Changed; other sessions of the user end"),
+        (status = 400, description = "A weak new password, or a token (tokens have no password)"),
+        (status = 403, description = "The old password is wrong, or no CSRF token")
+    ))]
+pub(crate) async fn change_password(
     State(auth): State<Arc<Auth>>,
     ClientIp(ip): ClientIp,
     principal: Principal,
@@ -1240,7 +1266,12 @@ async fn change_password(
     }
 }
 
-async fn list_accounts(State(auth): State<Arc<Auth>>) -> Json<serde_json::Value> {
+#[utoipa::path(get, path = "/api/v1/accounts", tag = "administration",
+    responses(
+        (status = 200, description = "Accounts and tokens by name and role (no hashes)"),
+        (status = 403, description = "Not an admin")
+    ))]
+pub(crate) async fn list_accounts(State(auth): State<Arc<Auth>>) -> Json<serde_json::Value> {
     let accounts = auth.accounts();
     let one_time = lock(&auth.one_time_admin).as_ref().map(|a| a.user.clone());
     let users: Vec<_> = accounts

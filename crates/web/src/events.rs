@@ -18,7 +18,7 @@ use tokio::sync::watch;
 pub const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
-struct Feed {
+pub(crate) struct Feed {
     render: RenderText,
     stop: watch::Receiver<bool>,
 }
@@ -31,7 +31,12 @@ pub fn routes(render: RenderText, stop: watch::Receiver<bool>) -> Router {
         .with_state(Feed { render, stop })
 }
 
-async fn events(State(feed): State<Feed>) -> impl IntoResponse {
+#[utoipa::path(get, path = "/api/v1/events", tag = "monitoring",
+    responses(
+        (status = 200, description = "Server-sent events: `event: status` every second with the JSON of `GET /api/v1/status`", content_type = "text/event-stream"),
+        (status = 401, description = "Not logged in")
+    ))]
+pub(crate) async fn events(State(feed): State<Feed>) -> impl IntoResponse {
     let mut ticks = tokio::time::interval(STATUS_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stream = futures_util::stream::unfold((feed, ticks), |(mut feed, mut ticks)| async move {

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod events;
 pub mod metrics;
 pub mod pages;
+pub mod tls;
 
 use axum::{Router, extract::State, http::StatusCode, routing::get};
 use std::sync::Arc;
@@ -37,6 +38,25 @@ impl Health {
     }
 }
 
+/// The OpenAPI description of this crate's routes (sessions, status, events, metrics,
+/// health); the server merges it with its own.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(utoipa::OpenApi)]
+    #[openapi(paths(
+        healthz,
+        auth::login,
+        auth::logout,
+        auth::session,
+        auth::change_password,
+        auth::list_accounts,
+        metrics::metrics,
+        metrics::status,
+        events::events
+    ))]
+    struct Doc;
+    <Doc as utoipa::OpenApi>::openapi()
+}
+
 /// The router: `GET /healthz`.
 pub fn router(health: Arc<Health>) -> Router {
     Router::new()
@@ -44,6 +64,11 @@ pub fn router(health: Arc<Health>) -> Router {
         .with_state(health)
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "monitoring",
+    responses(
+        (status = 200, description = "`ok`: every listener is up", content_type = "text/plain"),
+        (status = 503, description = "`starting` or `draining`", content_type = "text/plain")
+    ))]
 async fn healthz(State(health): State<Arc<Health>>) -> (StatusCode, &'static str) {
     if health.draining.load(Ordering::Acquire) {
         (StatusCode::SERVICE_UNAVAILABLE, "draining\n")

@@ -45,7 +45,7 @@ impl std::fmt::Debug for MetricsAccess {
 }
 
 #[derive(Clone)]
-struct MetricsState {
+pub(crate) struct MetricsState {
     render: RenderText,
     access: MetricsAccess,
 }
@@ -65,7 +65,12 @@ pub fn status_routes(render: RenderText) -> Router {
         .with_state(render)
 }
 
-async fn metrics(State(state): State<MetricsState>, headers: HeaderMap) -> Response {
+#[utoipa::path(get, path = "/metrics", tag = "monitoring",
+    responses(
+        (status = 200, description = "Prometheus / OpenMetrics text", content_type = "application/openmetrics-text"),
+        (status = 401, description = "`metrics = \"token\"` and no or a wrong bearer token")
+    ))]
+pub(crate) async fn metrics(State(state): State<MetricsState>, headers: HeaderMap) -> Response {
     if let MetricsAccess::Token(expected) = &state.access {
         let given = headers
             .get(header::AUTHORIZATION)
@@ -94,7 +99,12 @@ async fn metrics(State(state): State<MetricsState>, headers: HeaderMap) -> Respo
         .into_response()
 }
 
-async fn status(State(render): State<RenderText>) -> Response {
+#[utoipa::path(get, path = "/api/v1/status", tag = "monitoring",
+    responses(
+        (status = 200, description = "The dashboard's figures: sessions, streams, packets/s, lateness, CPU, memory, capacity, sources, mail, TTS, recent warnings"),
+        (status = 401, description = "Not logged in")
+    ))]
+pub(crate) async fn status(State(render): State<RenderText>) -> Response {
     (
         [
             (

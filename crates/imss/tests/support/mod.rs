@@ -2,6 +2,7 @@
 //! directory, and the real peers (sipp, ffmpeg, sox) the tests talk to it with.
 #![allow(dead_code)]
 
+pub mod api;
 pub mod mrcp;
 pub mod session;
 

@@ -46,6 +46,9 @@ pub(crate) struct Admin {
     pub set_log_level: Option<SetLogLevel>,
     /// Talks to the SIP shell (the call table).
     pub shell: crate::sip_shell::control::Control,
+    /// Turns true when the server stops: responses that could last long (listen streams)
+    /// end then, so that shutdown does not wait for them.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The one error shape of the API: `{"error": code, "message": text, "field": key}`.
@@ -266,6 +269,7 @@ struct ApiDoc;
 /// The whole OpenAPI document: this module's routes and the web crate's.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
+    doc.merge(imss_web::openapi());
     doc.merge(config_api::Doc::openapi());
     doc.merge(files::Doc::openapi());
     doc.merge(sessions::Doc::openapi());
