@@ -37,13 +37,18 @@ pub fn setter(handle: FilterHandle) -> imss_server::admin::SetLogLevel {
     })
 }
 
-/// Keeps warnings and errors in [`imss_server::metrics::recent_warnings`].
+/// Keeps warnings and errors in [`imss_server::metrics::recent_warnings`], except events
+/// with a `secret` field.
 struct RecentWarnings;
 
 impl<S: tracing::Subscriber> Layer<S> for RecentWarnings {
     fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
         let level = *event.metadata().level();
         if level > tracing::Level::WARN {
+            return;
+        }
+        // Lines that carry a secret (the one-time admin password) are for the log only.
+        if event.metadata().fields().field("secret").is_some() {
             return;
         }
         let mut text = Text::default();

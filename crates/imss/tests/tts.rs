@@ -101,3 +101,44 @@ fn ssml_with_voice_prosody_break_and_date_is_spoken_and_unknown_languages_refuse
         "the reason names the language: {done}"
     );
 }
+
+#[test]
+fn the_dashboard_counts_sessions_that_speak_text() {
+    require("espeak-ng", "espeak-ng");
+    let server = start_server("", |_| {});
+    let (admin, _) = support::api::tokens(&server);
+    let auth = format!("Bearer {admin}");
+    let mut api = support::api::Api::new(&server);
+    let mut sessions = |mrcp: u64, want: u64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let status = api
+                .get("/api/v1/status", &[("Authorization", &auth)])
+                .json();
+            if status["sessions"]["tts"] == want && status["sessions"]["mrcp"] == mrcp {
+                return status["sessions"].clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sessions speaking text never {want}: {}",
+                status["sessions"]
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let mut s = open_session(&server);
+    sessions(1, 0);
+    s.speak(
+        1,
+        "",
+        "text/plain",
+        "Thank you for calling. All our agents are busy at the moment. Please stay on the \
+         line and your call will be answered in turn. Thank you for your patience.",
+    );
+    let during = sessions(1, 1);
+    assert_eq!(during["voicemail"], 0, "{during}");
+    let (audio, done, _) = s.play_through(1, Duration::from_secs(30));
+    assert!(done.contains("000 normal"), "{done}");
+    assert!(audio.len() > 8000 * 4, "{} samples", audio.len());
+    sessions(1, 0);
+}

@@ -442,5 +442,50 @@ fn a_wrong_password_is_a_login_failure_and_is_never_logged() {
     let done = s.complete(Duration::from_secs(20));
     assert_failed(&done, "003 uri-failure", &uri, "login-rejected");
     assert!(!done.contains(wrong), "{done}");
+
+    // The dashboard says why the mail server cannot be used.
+    let (admin, _) = support::api::tokens(&server);
+    let auth = format!("Bearer {admin}");
+    let mut api = support::api::Api::new(&server);
+    let mail_status = |api: &mut support::api::Api, want: bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let status = api
+                .get("/api/v1/status", &[("Authorization", &auth)])
+                .json();
+            let server_state = status["mail"]["server"].clone();
+            if server_state["reachable"] == want {
+                return server_state;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "mail reachability never {want}: {server_state}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let state = mail_status(&mut api, false);
+    assert!(
+        state["detail"].as_str().unwrap().starts_with("login:"),
+        "{state}"
+    );
+    // The right password, saved through the API, applies at once: the next SPEAK plays.
+    let fixed = api.json(
+        "PUT",
+        "/api/v1/config/mail",
+        &[("Authorization", &auth)],
+        &serde_json::json!({ "imap_password": mail.password(USER) }),
+    );
+    assert_eq!(fixed.status, 200, "{}", fixed.body);
+    assert_eq!(fixed.json()["applied"], serde_json::json!(["mail"]));
+    mail_status(&mut api, true);
+    s.speak_uri(2, "", &uri);
+    let (audio, done, _) = s.play_through(2, Duration::from_secs(10));
+    assert!(done.contains("Completion-Cause: 000 normal"), "{done}");
+    assert!(
+        tone_share(trimmed(&audio), 1000.0) > 0.8,
+        "the message's tone"
+    );
+    api.assert_no_body_contains(&[wrong, mail.password(USER)]);
     assert!(!server.log().contains(wrong), "the password is in the log");
 }

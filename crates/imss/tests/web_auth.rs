@@ -287,9 +287,13 @@ fn first_start_makes_a_one_time_admin_that_must_change_its_password() {
 
     // The one-time password is spent; the new one works.
     assert_eq!(c.login("admin", &password).0.status, 401);
-    let (again, _) = c.login("admin", new_password);
+    let (again, cookie) = c.login("admin", new_password);
     assert_eq!(again.status, 200, "{}", again.body);
     assert_eq!(again.json()["must_change_password"], false);
+    // The dashboard lists recent warnings, but not the one carrying the password.
+    let status = c.get("/api/v1/status", &[("Cookie", &cookie)]);
+    assert_eq!(status.status, 200, "{}", status.body);
+    assert!(status.json()["warnings"].is_array(), "{}", status.body);
 
     let log = server.log();
     assert_eq!(log.matches(&password).count(), 1, "logged again:\n{log}");

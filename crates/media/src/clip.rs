@@ -110,6 +110,8 @@ struct CacheState {
 pub struct ClipCache {
     max_bytes: usize,
     state: Mutex<CacheState>,
+    hits: std::sync::atomic::AtomicU64,
+    misses: std::sync::atomic::AtomicU64,
 }
 
 impl ClipCache {
@@ -121,7 +123,20 @@ impl ClipCache {
                 entries: LruCache::unbounded(),
                 used: 0,
             }),
+            hits: std::sync::atomic::AtomicU64::new(0),
+            misses: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Requests answered from the cache and requests that decoded, since the start.
+    pub fn hits_and_misses(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.hits.load(Relaxed), self.misses.load(Relaxed))
+    }
+
+    /// The most bytes of clips kept.
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
     }
 
     /// The clip of `p`, decoded now unless a current version is cached.
@@ -135,8 +150,11 @@ impl ClipCache {
         if let Some(hit) = self.lock().entries.get(&key)
             && hit.stamp == stamp
         {
+            self.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Ok(Arc::clone(&hit.clip));
         }
+        self.misses
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // Decode without the lock: other paths stay available meanwhile; two concurrent
         // misses of one path decode it twice, and the second insert wins.
         let clip = Arc::new(Clip::from_file(&key).map_err(|e| with_path(e, p))?);
@@ -176,7 +194,11 @@ impl ClipCache {
         };
         let mut state = self.lock();
         let hit = state.entries.get(&key)?;
-        (hit.stamp == stamp).then(|| Arc::clone(&hit.clip))
+        let current = (hit.stamp == stamp).then(|| Arc::clone(&hit.clip));
+        if current.is_some() {
+            self.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        current
     }
 
     /// Bytes of clips held now.

@@ -25,6 +25,7 @@ pub mod config_file;
 mod demo;
 pub mod fetch;
 mod live;
+pub mod mail_watch;
 pub mod metrics;
 mod sip_shell;
 pub mod target;
@@ -73,6 +74,9 @@ pub enum StartError {
     /// The mail settings cannot be used (a CA file that cannot be read, say).
     #[error("[mail]: {0}")]
     Mail(#[from] imss_mail::MailError),
+    /// The web interface's TLS certificate or key cannot be used.
+    #[error("{0}")]
+    WebTls(String),
     /// The web interface's access control could not be set up.
     #[error("web interface access control: {0}")]
     WebAuth(String),
@@ -142,25 +146,21 @@ impl RunningServer {
     }
 }
 
-/// `config` applied to the running server; see [`RunningServer::reload`].
-pub(crate) fn apply(
-    shared: &Arc<Shared>,
-    web_auth: &imss_web::auth::Auth,
-    set_log_level: Option<&admin::SetLogLevel>,
-    config: &Config,
-) -> ReloadReport {
-    let started = &shared.config;
-    let before = shared.applied();
-    // What only a restart changes: compared with what runs since the start.
+/// The sections of `config` that differ from `started` (what the server started with) in
+/// settings only a restart changes: ports, bind addresses, folders, …
+pub(crate) fn restart_sections(started: &Config, config: &Config) -> Vec<&'static str> {
     let restart_only = |c: &Config| {
         let mut c = c.clone();
         c.general.log_level = String::new();
         c.sip.trusted_networks = Vec::new();
         c.http = config_file::without_web_access(&c.http);
+        c.mail = config::Mail::default();
+        c.tts = config::Tts::default();
+        c.external_audio = Vec::new();
         c
     };
     let (now, then) = (restart_only(config), restart_only(started));
-    let sections: [(&'static str, bool); 9] = [
+    let sections: [(&'static str, bool); 8] = [
         ("general", now.general != then.general),
         ("sip", now.sip != then.sip),
         ("mrcp", now.mrcp != then.mrcp),
@@ -169,13 +169,23 @@ pub(crate) fn apply(
         ("audio", now.audio != then.audio),
         ("http_audio", now.http_audio != then.http_audio),
         ("notifier", now.notifier != then.notifier),
-        ("tts.cache_mib", false),
     ];
-    let mut needs_restart: Vec<&'static str> = sections
+    sections
         .iter()
         .filter(|(_, differs)| *differs)
         .map(|(name, _)| *name)
-        .collect();
+        .collect()
+}
+
+/// `config` applied to the running server; see [`RunningServer::reload`].
+pub(crate) fn apply(
+    shared: &Arc<Shared>,
+    web_auth: &imss_web::auth::Auth,
+    set_log_level: Option<&admin::SetLogLevel>,
+    config: &Config,
+) -> ReloadReport {
+    let before = shared.applied();
+    let mut needs_restart = restart_sections(&shared.config, config);
     let mut applied = Vec::new();
     if config.general.log_level != before.general.log_level {
         match set_log_level.map(|set| set(&config.general.log_level)) {
@@ -208,10 +218,10 @@ pub(crate) fn apply(
         applied.push("http.admins");
     }
     // Web accounts, tokens and the session lifetime apply at once.
-    web_auth.replace(
-        config_file::web_accounts(config),
-        config_file::web_auth_settings(config),
-    );
+    // Cookies stay `Secure` or not as the listener runs: TLS on the port changes at restart.
+    let mut settings = config_file::web_auth_settings(config);
+    settings.secure_cookie = shared.config.http.tls_cert.is_some();
+    web_auth.replace(config_file::web_accounts(config), settings);
     let sources = shared.sources.reload(config);
     if !(sources.added.is_empty() && sources.changed.is_empty() && sources.removed.is_empty()) {
         applied.push("external_audio");
@@ -391,6 +401,12 @@ pub async fn start_with_options(
             addr: http_bind,
             source,
         })?;
+    let web_tls = match (&config.http.tls_cert, &config.http.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(
+            tls::ReloadingConfig::new(cert, key).map_err(StartError::WebTls)?,
+        )),
+        _ => None,
+    };
     let http = http_listener
         .local_addr()
         .map_err(|source| StartError::Bind {
@@ -479,6 +495,7 @@ pub async fn start_with_options(
     );
     let (status, sampler) = metrics::spawn_sampler(&shared, shutdown_rx.clone());
     tasks.push(sampler);
+    tasks.push(mail_watch::spawn(Arc::clone(&shared), shutdown_rx.clone()));
     let (render_metrics, metrics_access) = metrics::metrics_endpoint(&shared);
     let metrics_addr = match shared.config.http.metrics_bind {
         Some(bind) => {
@@ -519,6 +536,7 @@ pub async fn start_with_options(
         web_auth: Arc::clone(&web_auth),
         set_log_level,
         shell: control,
+        stopping: shutdown_rx.clone(),
     });
     let render_status: imss_web::metrics::RenderText =
         Arc::new(move || metrics::read_status(&status));
@@ -533,7 +551,14 @@ pub async fn start_with_options(
         let stop = async move {
             let _ = http_shutdown.wait_for(|s| *s).await;
         };
-        if let Err(e) = imss_web::serve(http_listener, router, stop).await {
+        let served = match web_tls {
+            Some(tls) => {
+                let current: imss_web::tls::CurrentConfig = Arc::new(move || tls.current());
+                imss_web::tls::serve(http_listener, current, router, stop).await
+            }
+            None => imss_web::serve(http_listener, router, stop).await,
+        };
+        if let Err(e) = served {
             tracing::error!(error = %e, "HTTP listener failed");
         }
     }));

@@ -104,6 +104,11 @@ impl CodeCounters {
 /// Counters the control plane writes: sessions by kind, SIP and MRCP responses.
 pub(crate) struct Metrics {
     sessions: [AtomicI64; 3],
+    /// MRCPv2 sessions whose active SPEAK plays voicemail, and those that speak text,
+    /// counted by the SIP shell once a second.
+    pub speaking_voicemail: AtomicU64,
+    /// See `speaking_voicemail`.
+    pub speaking_tts: AtomicU64,
     sip_responses: CodeCounters,
     mrcp_responses: CodeCounters,
     /// SPEAK-COMPLETE events by completion cause code (000–099).
@@ -116,6 +121,8 @@ impl Default for Metrics {
     fn default() -> Self {
         Metrics {
             sessions: Default::default(),
+            speaking_voicemail: AtomicU64::new(0),
+            speaking_tts: AtomicU64::new(0),
             sip_responses: CodeCounters::new(),
             mrcp_responses: CodeCounters::new(),
             completions: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -699,6 +706,67 @@ pub struct Status {
     pub mail: MailInfo,
     /// Text-to-speech cache.
     pub tts: TtsInfo,
+    /// The decoded-audio cache of files.
+    pub audio_cache: AudioCacheInfo,
+    /// The last warnings and errors of the log, newest last.
+    pub warnings: Vec<Warning>,
+}
+
+/// One warning or error of the log.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Warning {
+    /// When (RFC 3339, UTC).
+    pub at: String,
+    /// `warn` or `error`.
+    pub level: &'static str,
+    /// The module that logged it.
+    pub target: String,
+    /// The message and its fields.
+    pub message: String,
+}
+
+/// The last warnings and errors of the process's log, for the dashboard. The log subscriber
+/// pushes them ([`recent_warnings`]); the status snapshot reads them.
+#[derive(Debug, Default)]
+pub struct RecentWarnings {
+    last: Mutex<std::collections::VecDeque<Warning>>,
+}
+
+impl RecentWarnings {
+    /// How many are kept.
+    pub const KEPT: usize = 20;
+
+    /// Records one (the oldest goes beyond [`RecentWarnings::KEPT`]). Messages are cut to
+    /// 500 characters.
+    pub fn push(&self, level: &'static str, target: &str, mut message: String) {
+        if let Some((cut, _)) = message.char_indices().nth(500) {
+            message.truncate(cut);
+            message.push('…');
+        }
+        let warning = Warning {
+            at: crate::config_file::now_rfc3339(),
+            level,
+            target: target.to_string(),
+            message,
+        };
+        let mut last = self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.len() == Self::KEPT {
+            last.pop_front();
+        }
+        last.push_back(warning);
+    }
+
+    /// The ones kept, oldest first.
+    pub fn list(&self) -> Vec<Warning> {
+        let last = self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        last.iter().cloned().collect()
+    }
+}
+
+/// The process's [`RecentWarnings`].
+pub fn recent_warnings() -> &'static RecentWarnings {
+    static WARNINGS: std::sync::OnceLock<RecentWarnings> = std::sync::OnceLock::new();
+    WARNINGS.get_or_init(RecentWarnings::default)
 }
 
 /// Name, location, version and uptime.
@@ -719,6 +787,10 @@ pub struct ServerInfo {
 pub struct Sessions {
     /// MRCPv2 sessions.
     pub mrcp: u64,
+    /// MRCPv2 sessions playing voicemail now.
+    pub voicemail: u64,
+    /// MRCPv2 sessions speaking text now.
+    pub tts: u64,
     /// Plain SIP calls (announcements and live sources).
     pub plain_sip: u64,
     /// All sessions.
@@ -764,6 +836,9 @@ pub struct SourceInfo {
     pub last_error: Option<String>,
     /// Upstream connection attempts after the first.
     pub reconnects: u64,
+    /// The level of what listeners hear: RMS of the last 100 ms in dBFS (−100 for digital
+    /// silence); `null` while the source is idle.
+    pub level_dbfs: Option<f64>,
 }
 
 /// Voicemail settings and health.
@@ -773,6 +848,8 @@ pub struct MailInfo {
     pub configured: bool,
     /// The last voicemail failure.
     pub last_error: Option<String>,
+    /// The last check of the mail server (once a minute).
+    pub server: crate::mail_watch::Reachability,
 }
 
 /// Text-to-speech cache counters.
@@ -782,6 +859,21 @@ pub struct TtsInfo {
     pub cache_hits: u64,
     /// Requests the engine rendered.
     pub cache_misses: u64,
+}
+
+/// The decoded-audio cache of files under the audio root (`audio.cache_mib`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AudioCacheInfo {
+    /// Bytes of decoded audio held.
+    pub used_bytes: usize,
+    /// The most it holds.
+    pub max_bytes: usize,
+    /// Files held.
+    pub clips: usize,
+    /// Plays served from the cache since the start.
+    pub hits: u64,
+    /// Plays that decoded their file.
+    pub misses: u64,
 }
 
 /// The process's CPU time (user + system) and resident memory, from `/proc/self`.
@@ -849,6 +941,7 @@ fn snapshot(shared: &Shared, previous: Option<&Sample>) -> (Status, Sample) {
         .map(|s| {
             let u = s.upstream.unwrap_or_default();
             SourceInfo {
+                level_dbfs: shared.sources.level_dbfs(&s.name),
                 name: s.name,
                 kind: s.kind,
                 state: s.state.as_str(),
@@ -873,6 +966,8 @@ fn snapshot(shared: &Shared, previous: Option<&Sample>) -> (Status, Sample) {
         },
         sessions: Sessions {
             mrcp,
+            voicemail: shared.metrics.speaking_voicemail.load(Ordering::Relaxed),
+            tts: shared.metrics.speaking_tts.load(Ordering::Relaxed),
             plain_sip: plain,
             total,
         },
@@ -892,11 +987,23 @@ fn snapshot(shared: &Shared, previous: Option<&Sample>) -> (Status, Sample) {
         mail: MailInfo {
             configured: shared.applied().mail.imap_host.is_some(),
             last_error: shared.voicemail.stats().last_error(),
+            server: crate::mail_watch::last(),
         },
         tts: TtsInfo {
             cache_hits: tts.hits,
             cache_misses: tts.misses,
         },
+        audio_cache: {
+            let (hits, misses) = shared.clips.hits_and_misses();
+            AudioCacheInfo {
+                used_bytes: shared.clips.used_bytes(),
+                max_bytes: shared.clips.max_bytes(),
+                clips: shared.clips.len(),
+                hits,
+                misses,
+            }
+        },
+        warnings: recent_warnings().list(),
     };
     (status, sample)
 }

@@ -94,53 +94,6 @@ fn pem_message(e: &rustls_pki_types::pem::Error) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn write_pair(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
-        let c = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("rcgen");
-        let cert = dir.join("cert.pem");
-        let key = dir.join("key.pem");
-        std::fs::write(&cert, c.cert.pem()).expect("write cert");
-        std::fs::write(&key, c.key_pair.serialize_pem()).expect("write key");
-        (cert, key)
-    }
-
-    #[test]
-    fn a_matching_pair_loads() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (cert, key) = write_pair(dir.path());
-        server_config(&cert, &key).expect("valid pair");
-    }
-
-    #[test]
-    fn errors_name_the_key_and_the_file() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (cert, key) = write_pair(dir.path());
-        let missing = dir.path().join("missing.pem");
-        let e = server_config(&missing, &key).unwrap_err();
-        assert_eq!(e.key(), "mrcp.tls_cert");
-        assert!(e.to_string().contains("missing.pem"), "{e}");
-
-        let e = server_config(&cert, &cert).unwrap_err();
-        assert_eq!(e.key(), "mrcp.tls_key", "a certificate is no key: {e}");
-        assert!(e.to_string().contains("cert.pem"), "{e}");
-
-        let junk = dir.path().join("junk.pem");
-        std::fs::write(&junk, "not pem at all\n").expect("write");
-        let e = server_config(&junk, &key).unwrap_err();
-        assert_eq!(e.key(), "mrcp.tls_cert");
-
-        // Another certificate's key.
-        let other = tempfile::tempdir().expect("tempdir");
-        let (_, other_key) = write_pair(other.path());
-        let e = server_config(&cert, &other_key).unwrap_err();
-        assert_eq!(e.key(), "mrcp.tls_key");
-        assert!(e.to_string().contains("does not fit"), "{e}");
-    }
-}
-
 /// The web interface's TLS configuration (`http.tls_cert`, `http.tls_key`), read again when
 /// either file changes: checked at most once a second, on new connections. A changed pair
 /// that cannot be used is logged and the previous one stays.
@@ -211,5 +164,52 @@ impl ReloadingConfig {
             }
         }
         Arc::clone(&state.config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_pair(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+        let c = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("rcgen");
+        let cert = dir.join("cert.pem");
+        let key = dir.join("key.pem");
+        std::fs::write(&cert, c.cert.pem()).expect("write cert");
+        std::fs::write(&key, c.key_pair.serialize_pem()).expect("write key");
+        (cert, key)
+    }
+
+    #[test]
+    fn a_matching_pair_loads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, key) = write_pair(dir.path());
+        server_config(&cert, &key).expect("valid pair");
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, key) = write_pair(dir.path());
+        let missing = dir.path().join("missing.pem");
+        let e = server_config(&missing, &key).unwrap_err();
+        assert_eq!(e.key(), "mrcp.tls_cert");
+        assert!(e.to_string().contains("missing.pem"), "{e}");
+
+        let e = server_config(&cert, &cert).unwrap_err();
+        assert_eq!(e.key(), "mrcp.tls_key", "a certificate is no key: {e}");
+        assert!(e.to_string().contains("cert.pem"), "{e}");
+
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not pem at all\n").expect("write");
+        let e = server_config(&junk, &key).unwrap_err();
+        assert_eq!(e.key(), "mrcp.tls_cert");
+
+        // Another certificate's key.
+        let other = tempfile::tempdir().expect("tempdir");
+        let (_, other_key) = write_pair(other.path());
+        let e = server_config(&cert, &other_key).unwrap_err();
+        assert_eq!(e.key(), "mrcp.tls_key");
+        assert!(e.to_string().contains("does not fit"), "{e}");
     }
 }

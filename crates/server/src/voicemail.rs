@@ -261,6 +261,11 @@ impl Voicemail {
         Ok(true)
     }
 
+    /// The mail runtime, where connections to the mail server run (a connection test too).
+    pub(crate) fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.runtime
+    }
+
     /// The IMAP settings in use (for a connection test), if a server is configured.
     pub fn imap_settings(&self) -> Option<imss_mail::ImapSettings> {
         imap_settings(&self.settings().mail)

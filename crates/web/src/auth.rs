@@ -585,8 +585,10 @@ impl Auth {
     ) -> Result<Auth, String> {
         let (auth, password) = Self::new_quiet(accounts, settings, store)?;
         if let Some(password) = password {
+            // `secret`: the line stays out of the dashboard's list of recent warnings.
             tracing::warn!(
                 user = ONE_TIME_ADMIN,
+                secret = true,
                 "no admin is configured: log in to the web interface as user \"{ONE_TIME_ADMIN}\" \
                  with the one-time password {password} and set a new one (it is shown only now \
                  and is not written anywhere; `imss admin set-password` sets one instead)"

@@ -349,6 +349,9 @@ pub(crate) struct Shared {
     pub(crate) threads: Vec<ThreadShared>,
     /// Stream id → thread index; control plane only.
     routes: Mutex<HashMap<u64, usize>>,
+    /// Stream id → RTP packets it has sent so far, published by its thread after each send;
+    /// control plane reads ([`Pacer::packets_sent`]).
+    sent: Mutex<HashMap<u64, Arc<AtomicU64>>>,
     pub(crate) active: AtomicUsize,
     pub(crate) stop: AtomicBool,
     pub(crate) on_event: EventCallback,
@@ -358,6 +361,17 @@ impl Shared {
     fn routes(&self) -> MutexGuard<'_, HashMap<u64, usize>> {
         // A map of plain values: consistent even if a holder panicked.
         self.routes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn sent(&self) -> MutexGuard<'_, HashMap<u64, Arc<AtomicU64>>> {
+        // A map of plain values: consistent even if a holder panicked.
+        self.sent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The packet counter of stream `id` that [`Pacer::packets_sent`] reads (a detached one
+    /// for a stream added without [`Pacer::add`]).
+    pub(crate) fn sent_counter(&self, id: u64) -> Arc<AtomicU64> {
+        self.sent().get(&id).cloned().unwrap_or_default()
     }
 }
 
@@ -421,6 +435,7 @@ impl Pacer {
                 })
                 .collect(),
             routes: Mutex::new(HashMap::new()),
+            sent: Mutex::new(HashMap::new()),
             active: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             on_event,
@@ -493,6 +508,7 @@ impl Pacer {
             .min_by_key(|(_, t)| t.assigned.load(Ordering::Relaxed))
             .map_or(0, |(i, _)| i);
         routes.insert(id, thread);
+        self.shared.sent().insert(id, Arc::default());
         let target = &self.shared.threads[thread];
         target.assigned.fetch_add(1, Ordering::Relaxed);
         self.shared.active.fetch_add(1, Ordering::AcqRel);
@@ -511,6 +527,7 @@ impl Pacer {
     /// Sends RTCP BYE, then releases the stream's sockets and port; emits `Removed`.
     pub fn remove(&self, id: u64) {
         let thread = self.shared.routes().remove(&id);
+        self.shared.sent().remove(&id);
         match thread {
             Some(t) => self.shared.threads[t].commands.push(Command::Remove(id)),
             None => tracing::debug!(stream = id, "remove of unknown stream ignored"),
@@ -584,6 +601,15 @@ impl Pacer {
             payload_type,
         };
         self.send_to(id, Command::UpdateRemote(id, Box::new(update)));
+    }
+
+    /// RTP packets stream `id` has sent so far (as its RTCP sender reports count them);
+    /// `None` for a stream that was never added or is removed.
+    pub fn packets_sent(&self, id: u64) -> Option<u64> {
+        self.shared
+            .sent()
+            .get(&id)
+            .map(|n| n.load(Ordering::Relaxed))
     }
 
     /// Streams owned by the pacing threads (added and not yet `Removed`).

@@ -49,6 +49,8 @@ struct Stream {
     sent_last_interval: bool,
     last_cumulative_lost: i32,
     packetizer: Packetizer,
+    /// Where the packet count is published for the control plane.
+    sent: Arc<std::sync::atomic::AtomicU64>,
     playout: Playout,
     rtcp: RtcpTimer,
     ports: PortPair,
@@ -345,6 +347,7 @@ impl Worker {
             sent_last_interval: false,
             last_cumulative_lost: 0,
             packetizer: Packetizer::new(payload_type),
+            sent: self.shared.sent_counter(id),
             playout,
             rtcp,
             ports,
@@ -591,6 +594,7 @@ impl Worker {
                 self.local.packets += ok as u64;
                 self.local.octets += bufs.lens[..ok].iter().sum::<usize>() as u64;
                 self.local.send_errors += (built - ok) as u64;
+                s.sent.store(s.packetizer.packets(), Ordering::Relaxed);
             }
         }
         s.next_due = t + owed * ptime;
@@ -680,6 +684,7 @@ mod tests {
                 stats: ThreadStats::default(),
             }],
             routes: Mutex::new(HashMap::new()),
+            sent: Mutex::new(HashMap::new()),
             active: AtomicUsize::new(1),
             stop: AtomicBool::new(false),
             on_event: Arc::new(|_| {}),
@@ -764,6 +769,11 @@ mod tests {
         assert_eq!(w.streams.get_mut(i).map(|s| s.next_due), Some(60));
         assert_eq!(w.local.packets, 3);
         assert_eq!(w.local.skipped, 0);
+        // The stream's own count is published for `Pacer::packets_sent`.
+        assert_eq!(
+            w.streams.get_mut(i).map(|s| s.sent.load(Ordering::Relaxed)),
+            Some(3)
+        );
     }
 
     #[test]

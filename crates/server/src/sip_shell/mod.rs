@@ -11,9 +11,15 @@
 //! Session timers (RFC 4028) run in the endpoint; a session that expires ends like a BYE
 //! from the caller ([`Event::Ended`] → `end_call`), and a refresh by re-INVITE re-offers the
 //! last description the call answered with, its version incremented.
+//!
+//! SIP messages and MRCPv2 connections from outside `sip.trusted_networks` are refused
+//! before the endpoint sees them ([`trusted`]). The JSON API lists and ends calls through
+//! [`control`]: its requests arrive on a channel of this task, so the call table keeps one
+//! owner.
 
 pub(crate) mod control;
 mod mrcp;
+mod trusted;
 
 use crate::Shared;
 use crate::audio_root::{self, AudioPathError};
@@ -29,7 +35,7 @@ use imss_sip::sdp::{self, AnswerParams, Codec, Negotiated, SessionDescription};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
@@ -102,6 +108,15 @@ enum ShellInput {
 struct Call {
     /// When the INVITE arrived.
     created: Instant,
+    /// The same moment on the wall clock, for the sessions API.
+    since: SystemTime,
+    /// Where the INVITE came from.
+    peer: SocketAddr,
+    /// The codec of the last answer, once one was given.
+    codec: Option<Codec>,
+    /// What a plain-SIP call plays (`source:NAME` or the announcement's URI); `None` for
+    /// an MRCPv2 session, whose channels say what they play.
+    playing: Option<String>,
     /// Playouts replaced on the stream so far (matches `StreamEvent::Ended::playout`).
     playouts: u64,
     offer: Option<String>,
@@ -134,6 +149,8 @@ struct Shell {
     input_tx: mpsc::UnboundedSender<ShellInput>,
     /// MRCPv2 control connections that came through the TLS listener.
     tls_conns: HashSet<u64>,
+    /// `sip.trusted_networks` as applied now.
+    trusted: trusted::TrustedNetworks,
 }
 
 /// The sockets the SIP task serves.
@@ -153,10 +170,9 @@ pub(crate) async fn run(
     shared: Arc<Shared>,
     listeners: Listeners,
     mut pacer_rx: mpsc::UnboundedReceiver<StreamEvent>,
-    control_rx: mpsc::UnboundedReceiver<control::ControlMsg>,
+    mut control_rx: mpsc::UnboundedReceiver<control::ControlMsg>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let _ = control_rx;
     let Listeners {
         udp,
         udp_addr,
@@ -181,6 +197,7 @@ pub(crate) async fn run(
     });
     let (input_tx, mut input_rx) = mpsc::unbounded_channel();
     let metrics = Arc::clone(&shared.metrics);
+    let trusted = trusted::TrustedNetworks::new(&shared);
     let mut shell = Shell {
         shared,
         endpoint,
@@ -193,6 +210,7 @@ pub(crate) async fn run(
         next_conn: 1,
         input_tx,
         tls_conns: HashSet::new(),
+        trusted,
     };
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
@@ -205,8 +223,12 @@ pub(crate) async fn run(
         tokio::select! {
             r = shell.udp.recv_from(&mut buf) => match r {
                 Ok((n, from)) => {
-                    let now = Instant::now();
-                    shell.endpoint.handle_input(now, Input::Datagram { from, bytes: &buf[..n] });
+                    if shell.trusted.allows(&shell.shared, from.ip()) {
+                        let now = Instant::now();
+                        shell.endpoint.handle_input(now, Input::Datagram { from, bytes: &buf[..n] });
+                    } else {
+                        shell.refuse_untrusted_datagram(from, &buf[..n]);
+                    }
                 }
                 // ICMP errors of earlier sends surface here on some systems; keep serving.
                 Err(e) => tracing::debug!(error = %e, "SIP/UDP receive error"),
@@ -220,6 +242,10 @@ pub(crate) async fn run(
                 Err(e) => tracing::warn!(error = %e, "SIP/TCP accept failed"),
             },
             r = mrcp_listener.accept() => match r {
+                Ok((stream, peer)) if !shell.trusted.allows(&shell.shared, peer.ip()) => {
+                    tracing::warn!(%peer, "MRCPv2 connection from outside sip.trusted_networks closed");
+                    drop(stream);
+                }
                 Ok((stream, peer)) => {
                     let conn = shell.next_conn;
                     shell.next_conn += 1;
@@ -229,6 +255,10 @@ pub(crate) async fn run(
                 Err(e) => tracing::warn!(error = %e, "MRCPv2 accept failed"),
             },
             r = accept_tls(mrcp_tls.as_ref()) => match r {
+                Ok((stream, peer, _)) if !shell.trusted.allows(&shell.shared, peer.ip()) => {
+                    tracing::warn!(%peer, "MRCPv2/TLS connection from outside sip.trusted_networks closed");
+                    drop(stream);
+                }
                 Ok((stream, peer, acceptor)) => {
                     let conn = shell.next_conn;
                     shell.next_conn += 1;
@@ -247,6 +277,7 @@ pub(crate) async fn run(
                 Err(e) => tracing::warn!(error = %e, "MRCPv2/TLS accept failed"),
             },
             Some(input) = input_rx.recv() => shell.handle_shell_input(input),
+            Some(msg) = control_rx.recv() => shell.handle_control(msg),
             Some(ev) = pacer_rx.recv() => shell.handle_pacer_event(ev),
             () = tokio::time::sleep_until(deadline) => {
                 shell.endpoint.handle_timeout(Instant::now());
@@ -428,14 +459,23 @@ impl Shell {
                 conn,
                 from,
                 message,
-            } => self.endpoint.handle_input(
-                now,
-                Input::Stream {
-                    conn,
-                    from,
-                    message,
-                },
-            ),
+            } => {
+                if self.trusted.allows(&self.shared, from.ip()) {
+                    self.endpoint.handle_input(
+                        now,
+                        Input::Stream {
+                            conn,
+                            from,
+                            message,
+                        },
+                    );
+                } else {
+                    self.refuse_untrusted(from, Transport::Tcp, Some(conn), &message);
+                }
+            }
+            // From outside the trusted networks, unreadable messages are dropped unanswered.
+            ShellInput::TcpMalformed { from, .. }
+                if !self.trusted.allows(&self.shared, from.ip()) => {}
             ShellInput::TcpMalformed {
                 conn,
                 from,
@@ -539,7 +579,7 @@ impl Shell {
                 ..
             } => {
                 tracing::info!(call_id = ?call, %request_uri, %from, peer = %remote, "INVITE");
-                self.incoming_call(now, call, &request_uri, offer);
+                self.incoming_call(now, call, &request_uri, offer, remote);
             }
             Event::ReInvite { call, offer } => self.re_invite(now, call, offer),
             Event::Established { call } => {
@@ -590,6 +630,7 @@ impl Shell {
         call: CallId,
         request_uri: &str,
         offer: Option<String>,
+        peer: SocketAddr,
     ) {
         if self.calls.len() >= self.shared.config.sip.max_calls {
             self.endpoint.reject(
@@ -614,7 +655,7 @@ impl Shell {
         // An MRCPv2 session (RFC 6787 §4): its Request-URI need not name anything.
         match offer.parse::<SessionDescription>() {
             Ok(sdp) if sdp::is_mrcp_offer(&sdp) => {
-                self.start_mrcp_session(now, call, offer, &sdp);
+                self.start_mrcp_session(now, call, offer, &sdp, peer);
                 return;
             }
             _ => {}
@@ -633,6 +674,10 @@ impl Shell {
             }
             _ => crate::metrics::SessionKind::SipSource,
         };
+        let playing = match &target {
+            Target::Source(name) => format!("source:{name}"),
+            Target::Announcement(a) => a.play.clone(),
+        };
         let stream_id = self.next_stream;
         self.next_stream += 1;
         self.calls.insert(
@@ -640,6 +685,10 @@ impl Shell {
             Call {
                 _session: self.shared.metrics.session(kind),
                 created: now,
+                since: SystemTime::now(),
+                peer,
+                codec: None,
+                playing: Some(playing),
                 playouts: 0,
                 offer: Some(offer.clone()),
                 channels: Vec::new(),
@@ -784,6 +833,7 @@ impl Shell {
             }
         };
         c.port = ports.port();
+        c.codec = Some(negotiated.codec);
         let stream_id = c.stream_id;
         match negotiated.remote {
             Some(remote) => {
@@ -858,6 +908,9 @@ impl Shell {
             return;
         };
         c.offer = Some(offer);
+        if let Some(n) = &negotiated {
+            c.codec = Some(n.codec);
+        }
         let pacer = &self.shared.pacer;
         let remote = negotiated.as_ref().and_then(|n| n.remote);
         match (negotiated.as_ref().zip(remote), c.in_pacer) {

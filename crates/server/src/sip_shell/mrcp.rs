@@ -121,12 +121,71 @@ impl Channels {
         }
     }
 
+    /// Channels whose active SPEAK plays voicemail (`imap:`/`fbmc:` URIs), and channels
+    /// whose active SPEAK speaks text.
+    pub fn speaking(&self) -> (u64, u64) {
+        let (mut voicemail, mut tts) = (0, 0);
+        for cur in self.by_id.values().filter_map(|c| c.current.as_ref()) {
+            let (mut mail, mut text) = (false, false);
+            for item in cur.plan.iter() {
+                match item {
+                    PlanItem::Audio { uri, .. } => {
+                        mail |= crate::voicemail::is_mail_uri(uri);
+                    }
+                    PlanItem::Text { .. } | PlanItem::Speech(_) => text = true,
+                    PlanItem::Break(_) | PlanItem::Mark(_) => {}
+                }
+            }
+            voicemail += u64::from(mail);
+            tts += u64::from(text);
+        }
+        (voicemail, tts)
+    }
+
+    /// What the SPEAKs active on `channels` play, in a line: their URIs and the start of
+    /// their text; `None` while none is active.
+    pub fn playing(&self, channels: &[ControlChannel]) -> Option<String> {
+        let parts: Vec<String> = channels
+            .iter()
+            .filter_map(|c| self.by_id.get(&c.channel_id)?.current.as_ref())
+            .map(|cur| plan_summary(&cur.plan))
+            .collect();
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+
     fn send(&self, conn: Option<u64>, message: &Message) {
         if let Some(w) = conn.and_then(|c| self.writers.get(&c)) {
             self.metrics.mrcp_sent(message);
             let _ = w.send(message.encode());
         }
     }
+}
+
+/// Longest summary of a play plan, in characters.
+const SUMMARY_CHARS: usize = 160;
+
+/// A play plan in a line: its URIs as written and its text in quotes, cut at
+/// [`SUMMARY_CHARS`].
+fn plan_summary(plan: &PlayPlan) -> String {
+    let parts: Vec<String> = plan
+        .iter()
+        .filter_map(|item| match item {
+            PlanItem::Audio { uri, .. } => Some(uri.clone()),
+            PlanItem::Text { text, .. } => Some(format!("\"{text}\"")),
+            PlanItem::Speech(speech) => Some(format!(
+                "\"{}\"",
+                speech.plain_text(speech.language.as_deref().unwrap_or("en"))
+            )),
+            PlanItem::Break(_) | PlanItem::Mark(_) => None,
+        })
+        .collect();
+    let line = parts.join(", ");
+    if line.chars().count() <= SUMMARY_CHARS {
+        return line;
+    }
+    let mut cut: String = line.chars().take(SUMMARY_CHARS - 1).collect();
+    cut.push('…');
+    cut
 }
 
 /// What a session plays while no SPEAK is active: comfort silence, so NAT bindings and the
@@ -163,6 +222,7 @@ impl Shell {
         call: CallId,
         offer: String,
         offer_sdp: &SessionDescription,
+        peer: std::net::SocketAddr,
     ) {
         let ports = match self.shared.ports.allocate() {
             Ok(p) => p,
@@ -204,6 +264,10 @@ impl Shell {
                 .session(crate::metrics::SessionKind::Mrcp),
             playouts: 0,
             created: now,
+            since: std::time::SystemTime::now(),
+            peer,
+            codec: negotiated.audio.as_ref().map(|n| n.codec),
+            playing: None,
             offer: Some(offer),
             channels: negotiated.channels.clone(),
             stream_id,
@@ -382,6 +446,14 @@ impl Shell {
     /// Hangs up sessions whose client never used a control channel within
     /// `mrcp.connect_timeout_s`.
     pub(super) fn mrcp_housekeeping(&mut self, now: Instant) {
+        let (voicemail, tts) = self.channels.speaking();
+        let metrics = &self.shared.metrics;
+        metrics
+            .speaking_voicemail
+            .store(voicemail, std::sync::atomic::Ordering::Relaxed);
+        metrics
+            .speaking_tts
+            .store(tts, std::sync::atomic::Ordering::Relaxed);
         let limit = Duration::from_secs(self.shared.config.mrcp.connect_timeout_s);
         let stale: Vec<CallId> = self
             .calls
@@ -1082,4 +1154,38 @@ fn audio_item(
         .get(&path)
         .map(PlayItem::Clip)
         .map_err(|e| same(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_summary_lists_uris_and_quoted_text_and_is_cut() {
+        let plan = vec![
+            PlanItem::Break(Duration::from_millis(300)),
+            PlanItem::Audio {
+                uri: "source:hold".into(),
+                fallback: None,
+            },
+            PlanItem::Mark("m1".into()),
+            PlanItem::Text {
+                text: "Your call is important".into(),
+                voice: None,
+                language: None,
+            },
+        ];
+        assert_eq!(
+            plan_summary(&plan),
+            "source:hold, \"Your call is important\""
+        );
+        let long = vec![PlanItem::Text {
+            text: "ä".repeat(400),
+            voice: None,
+            language: None,
+        }];
+        let cut = plan_summary(&long);
+        assert_eq!(cut.chars().count(), SUMMARY_CHARS);
+        assert!(cut.starts_with("\"ä") && cut.ends_with('…'), "{cut}");
+    }
 }
