@@ -5,49 +5,17 @@
 
 mod support;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-use support::{Server, require, start_server};
-
-const ADMIN_TOKEN: &str = "admin-token-files-0123456789abcdef";
-const ADMIN_SHA256: &str = "5466d5c8f099eee253a16580d12acbe106542ee273cf69f381779b1a818b46fd";
-const VIEWER_TOKEN: &str = "viewer-token-files-0123456789abcdef";
-const VIEWER_SHA256: &str = "8054d5024bfab3c4ac07f0f68b3820d513bf1603674fdca903157846d9b07858";
+use support::raw::{self, ADMIN_TOKEN, Answer, VIEWER_TOKEN, server_with_tokens};
+use support::{Server, require};
 
 /// The server with an admin and a viewer token; `prepare` fills the audio root.
 fn server(prepare: impl FnOnce(&Path)) -> Server {
-    start_server(
-        &format!(
-            "http.api_tokens = [{{ name = \"adm\", hash = \"{ADMIN_SHA256}\", role = \"admin\", created = \"2026-01-01T00:00:00Z\" }}, {{ name = \"ro\", hash = \"{VIEWER_SHA256}\", role = \"viewer\", created = \"2026-01-01T00:00:00Z\" }}]"
-        ),
-        prepare,
-    )
-}
-
-/// One HTTP answer.
-struct Answer {
-    status: u16,
-    content_type: String,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "not JSON ({e}), status {}: {}",
-                self.status,
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
+    server_with_tokens("", prepare)
 }
 
 /// A raw HTTP/1.1 request (so paths reach the server exactly as written).
@@ -58,85 +26,15 @@ fn http(
     token: Option<&str>,
     body: Option<&[u8]>,
 ) -> Answer {
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: imss\r\nConnection: close\r\n");
-    if let Some(t) = token {
-        head.push_str(&format!("Authorization: Bearer {t}\r\n"));
-    }
-    if let Some(b) = body {
-        head.push_str(&format!(
-            "Content-Type: application/octet-stream\r\nContent-Length: {}\r\n",
-            b.len()
-        ));
-    } else if method != "GET" {
-        head.push_str("Content-Length: 0\r\n");
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).expect("send head");
-    if let Some(b) = body {
-        // The server may answer (413) before reading everything.
-        let _ = s.write_all(b);
-    }
-    read_answer(&mut s)
-}
-
-fn read_answer(s: &mut TcpStream) -> Answer {
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no HTTP head in {:?}", String::from_utf8_lossy(&raw)));
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut body = raw[split + 4..].to_vec();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {head}"));
-    let header = |name: &str| {
-        head.lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.trim()
-                    .eq_ignore_ascii_case(name)
-                    .then(|| v.trim().to_string())
-            })
-            .unwrap_or_default()
-    };
-    if header("transfer-encoding").eq_ignore_ascii_case("chunked") {
-        body = dechunk(&body);
-    }
-    Answer {
-        status,
-        content_type: header("content-type"),
+    raw::request(
+        addr,
+        method,
+        path,
+        token,
+        "application/octet-stream",
         body,
-    }
-}
-
-fn dechunk(mut raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") else {
-            return out;
-        };
-        let size = usize::from_str_radix(
-            String::from_utf8_lossy(&raw[..eol])
-                .split(';')
-                .next()
-                .unwrap_or("0")
-                .trim(),
-            16,
-        )
-        .unwrap_or(0);
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&raw[eol + 2..eol + 2 + size]);
-        raw = &raw[eol + 2 + size + 2..];
-    }
+        Duration::from_secs(20),
+    )
 }
 
 /// A 16-bit mono sine WAV made by sox.
@@ -498,7 +396,7 @@ fn uploads_refuse_bad_content_bad_paths_big_bodies_and_taken_names() {
             }
         }
         let _ = s.write_all(b"0\r\n\r\n");
-        read_answer(&mut s)
+        raw::read_answer(&mut s)
     };
     assert_eq!(chunked.status, 413, "{}", chunked.text());
     assert_eq!(chunked.json()["error"], "too_large");

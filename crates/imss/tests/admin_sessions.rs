@@ -8,8 +8,8 @@ mod support;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use support::mrcp::{mrcp_request, read_until};
-use support::session::{loud_frequency, new_call_id, retarget, vector};
+
+use support::session::{loud_frequency, open_session};
 use support::*;
 
 /// An admin and a viewer API token, and the SHA-256 the configuration holds for each.
@@ -233,78 +233,6 @@ fn plain_call(server: &Server, source: &str) -> PlainCall {
     }
 }
 
-/// An MRCPv2 session (UniMRCP's INVITE, PCMU first) with its control connection open.
-struct MrcpCall {
-    sip: UdpSocket,
-    rtp: UdpSocket,
-    call_id: String,
-    channel: String,
-    tcp: TcpStream,
-    buf: Vec<u8>,
-}
-
-fn mrcp_call(server: &Server) -> MrcpCall {
-    let sip = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    let me = sip.local_addr().expect("addr");
-    let rtp_port = free_rtp_port();
-    let rtp = UdpSocket::bind(("127.0.0.1", rtp_port)).expect("bind rtp");
-    let call_id = new_call_id();
-    let invite = retarget(
-        &vector("sip-invite-from-umc.txt"),
-        server.sip,
-        me,
-        rtp_port,
-        &call_id,
-    );
-    sip.send_to(invite.as_bytes(), server.sip).expect("INVITE");
-    let ok = wait_sip(&sip, &call_id, Duration::from_secs(5), |t| {
-        t.starts_with("SIP/2.0 200")
-    })
-    .unwrap_or_else(|| panic!("no 200 to the MRCPv2 INVITE; log:\n{}", server.log()));
-    let channel = ok
-        .lines()
-        .find_map(|l| l.strip_prefix("a=channel:"))
-        .expect("a=channel")
-        .trim()
-        .to_string();
-    let to_tag = header(&ok, "To")
-        .and_then(|l| l.split(";tag=").nth(1))
-        .expect("To tag")
-        .trim()
-        .to_string();
-    let ack = retarget(
-        &vector("sip-ack-from-umc.txt"),
-        server.sip,
-        me,
-        rtp_port,
-        &call_id,
-    )
-    .replace("Q8jF6rpvQmHpS", &to_tag);
-    sip.send_to(ack.as_bytes(), server.sip).expect("ACK");
-    let tcp = TcpStream::connect(server.mrcp).expect("MRCP connect");
-    tcp.set_read_timeout(Some(Duration::from_millis(200)))
-        .expect("timeout");
-    MrcpCall {
-        sip,
-        rtp,
-        call_id,
-        channel,
-        tcp,
-        buf: Vec::new(),
-    }
-}
-
-impl MrcpCall {
-    fn request(&mut self, method: &str, request_id: u32, headers: &str, body: &str) {
-        let msg = mrcp_request(&self.channel, method, request_id, headers, body);
-        self.tcp.write_all(&msg).expect("MRCP request");
-    }
-
-    fn read_until(&mut self, want: &str) -> String {
-        read_until(&mut self.tcp, &mut self.buf, want, Duration::from_secs(10))
-    }
-}
-
 #[test]
 fn sessions_are_listed_as_the_clients_see_them_and_end_on_delete() {
     let server = start_server(
@@ -339,15 +267,10 @@ fn sessions_are_listed_as_the_clients_see_them_and_end_on_delete() {
     let started = now_unix();
     let plain = plain_call(&server, "beep");
     let plain_peer = plain.sip.local_addr().expect("addr").to_string();
-    let mut mrcp = mrcp_call(&server);
+    let mut mrcp = open_session(&server);
     let mrcp_peer = mrcp.sip.local_addr().expect("addr").to_string();
-    mrcp.request(
-        "SPEAK",
-        1,
-        "Content-Type: text/uri-list\r\n",
-        "source:hum\r\n",
-    );
-    let r = mrcp.read_until(" 200 IN-PROGRESS");
+    mrcp.speak_uri(1, "", "source:hum");
+    let r = mrcp.read_until(" 200 IN-PROGRESS", Duration::from_secs(10));
     assert!(r.contains(" 1 200 IN-PROGRESS"), "{r}");
 
     // Both hear their source.
@@ -494,8 +417,8 @@ fn sessions_are_listed_as_the_clients_see_them_and_end_on_delete() {
     std::thread::sleep(Duration::from_millis(100));
     let after = packets_during(&mrcp.rtp, Duration::from_millis(800));
     assert_eq!(after, 0, "RTP after the MRCPv2 session was ended");
-    mrcp.request("STOP", 2, "", "");
-    let r = mrcp.read_until(" 2 ");
+    mrcp.request("STOP", 2, "");
+    let r = mrcp.read_until(" 2 ", Duration::from_secs(10));
     assert!(r.contains(" 2 405 COMPLETE"), "the channel is closed: {r}");
     let deadline = Instant::now() + Duration::from_secs(5);
     while !sessions(http_addr).is_empty() {

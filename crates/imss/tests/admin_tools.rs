@@ -7,94 +7,30 @@ mod support;
 mod dovecot;
 
 use dovecot::Dovecot;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::time::Duration;
-use support::{Server, start_server};
 
-const ADMIN_TOKEN: &str = "admin-token-files-0123456789abcdef";
-const ADMIN_SHA256: &str = "5466d5c8f099eee253a16580d12acbe106542ee273cf69f381779b1a818b46fd";
-const VIEWER_TOKEN: &str = "viewer-token-files-0123456789abcdef";
-const VIEWER_SHA256: &str = "8054d5024bfab3c4ac07f0f68b3820d513bf1603674fdca903157846d9b07858";
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+use support::Server;
+use support::raw::{self, ADMIN_TOKEN, Answer, VIEWER_TOKEN, server_with_tokens};
 
 /// The server with an admin and a viewer token and `extra` configuration.
 fn server(extra: &str) -> Server {
-    start_server(
-        &format!(
-            "http.api_tokens = [{{ name = \"adm\", hash = \"{ADMIN_SHA256}\", role = \"admin\", created = \"2026-01-01T00:00:00Z\" }}, {{ name = \"ro\", hash = \"{VIEWER_SHA256}\", role = \"viewer\", created = \"2026-01-01T00:00:00Z\" }}]\n{extra}"
-        ),
-        |_| {},
-    )
+    server_with_tokens(extra, |_| {})
 }
 
-/// One HTTP answer.
-struct Answer {
-    status: u16,
-    content_type: String,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "not JSON ({e}), status {}: {}",
-                self.status,
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// `POST path` with a JSON body.
+/// `POST path` with a JSON body; the answer is never chunked.
 fn post(addr: SocketAddr, path: &str, token: Option<&str>, body: &str) -> Answer {
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(60)))
-        .expect("timeout");
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: imss\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
+    let a = raw::request(
+        addr,
+        "POST",
+        path,
+        token,
+        "application/json",
+        Some(body.as_bytes()),
+        Duration::from_secs(60),
     );
-    s.write_all(request.as_bytes()).expect("send");
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no HTTP head in {:?}", String::from_utf8_lossy(&raw)));
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {head}"));
-    let content_type = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case("content-type")
-                .then(|| v.trim().to_string())
-        })
-        .unwrap_or_default();
-    assert!(
-        !head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked"),
-        "{head}"
-    );
-    Answer {
-        status,
-        content_type,
-        body: raw[split + 4..].to_vec(),
-    }
+    assert!(!a.chunked(), "{}", a.head);
+    a
 }
 
 /// Runs the mail test with `overrides`; the JSON answer (200 expected).

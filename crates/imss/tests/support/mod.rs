@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod mrcp;
+pub mod raw;
 pub mod session;
 
 use std::io::{BufRead, BufReader, Read};

@@ -121,7 +121,9 @@ pub struct Session {
     pub channel: String,
     pub tcp: TcpStream,
     buf: Vec<u8>,
-    _sip: UdpSocket,
+    /// The SIP socket of the dialog and its Call-ID.
+    pub sip: UdpSocket,
+    pub call_id: String,
 }
 
 pub fn open_session(server: &Server) -> Session {
@@ -181,7 +183,8 @@ pub fn open_session(server: &Server) -> Session {
         channel,
         tcp,
         buf: Vec::new(),
-        _sip: sip,
+        sip,
+        call_id,
     }
 }
 
@@ -221,7 +224,12 @@ impl Session {
     /// Sends `method` (CONTROL, PAUSE, STOP, …) on the channel with `headers` (CRLF-ended
     /// lines).
     pub fn request(&mut self, method: &str, request_id: u32, headers: &str) {
-        let msg = super::mrcp::mrcp_request(&self.channel, method, request_id, headers, "");
+        self.request_with_body(method, request_id, headers, "");
+    }
+
+    /// A request with a body (its `Content-Type` in `headers`).
+    pub fn request_with_body(&mut self, method: &str, request_id: u32, headers: &str, body: &str) {
+        let msg = super::mrcp::mrcp_request(&self.channel, method, request_id, headers, body);
         self.tcp.write_all(&msg).expect("request");
     }
 
