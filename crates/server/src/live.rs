@@ -20,9 +20,11 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 /// Level of tones when the configuration gives none.
-const DEFAULT_TONE_DBFS: f64 = -12.0;
+pub(crate) const DEFAULT_TONE_DBFS: f64 = -12.0;
 /// Frequency of the fallback tone.
-const FALLBACK_TONE_HZ: f64 = 440.0;
+pub(crate) const FALLBACK_TONE_HZ: f64 = 440.0;
+/// How much of a source's audio its level is measured over: 100 ms at 8 kHz.
+const LEVEL_SAMPLES: usize = 800;
 
 /// The configured live sources.
 pub(crate) struct LiveSources {
@@ -223,6 +225,37 @@ impl LiveSources {
     #[allow(dead_code)] // Read by the web UI, metrics and the Notifier (later issues) and tests.
     pub fn health(&self, name: &str) -> Option<UpstreamStatus> {
         self.status(name)?.upstream
+    }
+
+    /// The level of what listeners of `name` (case-insensitive) hear now: the RMS of the
+    /// last 100 ms ([`LEVEL_SAMPLES`]), in dBFS (at least −100 for digital silence). `None` while the
+    /// source is idle, and for an unknown source. Reads the ring like one more listener's
+    /// packet (a few hundred bytes, no lock), without counting as a listener.
+    pub(crate) fn level_dbfs(&self, name: &str) -> Option<f64> {
+        let ring = self.ring(name)?;
+        if !ring.is_active() {
+            return None;
+        }
+        let mut codes = [0u8; LEVEL_SAMPLES];
+        let end = ring.position_at(std::time::Instant::now());
+        let start = end.checked_sub(LEVEL_SAMPLES as u64)?;
+        if !ring.read(imss_media::Law::Pcmu, start, &mut codes) {
+            return None;
+        }
+        let energy: f64 = codes
+            .iter()
+            .map(|&c| {
+                let x = f64::from(imss_media::Law::Pcmu.decode(c)) / 32768.0;
+                x * x
+            })
+            .sum();
+        let rms = (energy / LEVEL_SAMPLES as f64).sqrt();
+        let dbfs = if rms > 0.0 {
+            20.0 * rms.log10()
+        } else {
+            -100.0
+        };
+        Some((dbfs.max(-100.0) * 10.0).round() / 10.0)
     }
 
     /// The ring of the source called `name` (case-insensitive).
@@ -518,7 +551,9 @@ fn fallback_spec(ext: &ExternalAudio) -> LiveSpec {
     }
 }
 
-fn playlist_files(ext: &ExternalAudio, root: &Path) -> Result<Vec<PathBuf>, String> {
+/// The entries of a playlist source: its `files`, or the audio files of its folder now
+/// (relative paths under `root`; `http(s)://` entries as they are).
+pub(crate) fn playlist_files(ext: &ExternalAudio, root: &Path) -> Result<Vec<PathBuf>, String> {
     if let Some(files) = &ext.files {
         return Ok(files
             .iter()

@@ -749,7 +749,10 @@ impl RecentWarnings {
             target: target.to_string(),
             message,
         };
-        let mut last = self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if last.len() == Self::KEPT {
             last.pop_front();
         }
@@ -758,7 +761,10 @@ impl RecentWarnings {
 
     /// The ones kept, oldest first.
     pub fn list(&self) -> Vec<Warning> {
-        let last = self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         last.iter().cloned().collect()
     }
 }

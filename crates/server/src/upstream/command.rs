@@ -310,12 +310,7 @@ mod tests {
     fn a_program_that_ends_is_reported_with_its_status() {
         let (up, mut writer) = Upstream::new("t", UpstreamSettings::default());
         let mut outage = Outage::default();
-        let mut attempt = Attempt {
-            writer: &mut writer,
-            outage: &mut outage,
-            audio_since: None,
-            ended_cleanly: false,
-        };
+        let mut attempt = Attempt::new(&mut writer, &mut outage);
         // 1,600 bytes of zeros: 800 samples, then exit 3.
         let s = spec(
             "sh -c 'head -c 1600 /dev/zero; echo oops >&2; exit 3'",
@@ -327,12 +322,7 @@ mod tests {
         assert_eq!(up.status().codec.as_deref(), Some("pcm_s16le"));
         assert_eq!(up.status().upstream.as_deref(), Some(s.line.as_str()));
 
-        let mut attempt = Attempt {
-            writer: &mut writer,
-            outage: &mut outage,
-            audio_since: None,
-            ended_cleanly: false,
-        };
+        let mut attempt = Attempt::new(&mut writer, &mut outage);
         let reason = play(&spec("/nonexistent/program", S16_8K), &mut attempt);
         assert!(
             reason.starts_with("cannot start \"/nonexistent/program\""),
@@ -350,12 +340,7 @@ mod tests {
         };
         let (_up, mut writer) = Upstream::new("t", settings);
         let mut outage = Outage::default();
-        let mut attempt = Attempt {
-            writer: &mut writer,
-            outage: &mut outage,
-            audio_since: None,
-            ended_cleanly: false,
-        };
+        let mut attempt = Attempt::new(&mut writer, &mut outage);
         let started = Instant::now();
         let reason = play(&spec("sleep 30", S16_8K), &mut attempt);
         let took = started.elapsed();

@@ -14,6 +14,7 @@ use ureq::ResponseExt;
 use url::Url;
 
 use super::icy::{IcyReader, TitleSink};
+use super::probe::Step;
 use super::{Attempt, format_known, playlist};
 
 /// Most redirects followed for one request.
@@ -30,14 +31,19 @@ const MAX_METAINT: usize = 1 << 20;
 /// The HTTP client of one source: a read that waits longer than `stall` fails, so that a
 /// stalled stream is given up and reconnected.
 pub(super) fn agent(stall: Duration) -> ureq::Agent {
+    agent_with(stall, CONNECT_TIMEOUT, RESPONSE_TIMEOUT)
+}
+
+/// As [`agent`], with other connection and response timeouts (a test must fit in its time).
+pub(super) fn agent_with(stall: Duration, connect: Duration, response: Duration) -> ureq::Agent {
     let tls = ureq::tls::TlsConfig::builder()
         .provider(ureq::tls::TlsProvider::Rustls)
         .build();
     ureq::Agent::config_builder()
         .max_redirects(MAX_REDIRECTS)
         .max_redirects_will_error(true)
-        .timeout_connect(Some(CONNECT_TIMEOUT))
-        .timeout_recv_response(Some(RESPONSE_TIMEOUT))
+        .timeout_connect(Some(connect))
+        .timeout_recv_response(Some(response))
         .timeout_per_read(Some(stall))
         .proxy(None)
         .user_agent(format!("imss/{}", env!("CARGO_PKG_VERSION")))
@@ -93,6 +99,98 @@ fn play_url(agent: &ureq::Agent, url: &Url, attempt: &mut Attempt<'_>, depth: us
         );
     }
     stream(response, &final_url, content_type.as_deref(), attempt)
+}
+
+/// A test of `url` ([`super::probe`]): as [`play`], but a request that fails says at which
+/// step, and a stream is decoded only until the attempt has enough audio. `Ok` once a
+/// stream answered, with why its decoding ended.
+pub(super) fn probe(
+    agent: &ureq::Agent,
+    url: &Url,
+    attempt: &mut Attempt<'_>,
+    depth: usize,
+) -> Result<String, (Step, String)> {
+    attempt.upstream().connecting(url.as_str());
+    let response = agent
+        .get(url.as_str())
+        .header("Icy-MetaData", "1")
+        .call()
+        .map_err(|e| (step_of(&e), format!("{url}: {}", describe(&e))))?;
+    let final_url = Url::parse(&response.get_uri().to_string()).unwrap_or_else(|_| url.clone());
+    let content_type = header(&response, "content-type");
+    let Some(kind) = playlist::kind_of(content_type.as_deref(), &final_url) else {
+        return Ok(stream(
+            response,
+            &final_url,
+            content_type.as_deref(),
+            attempt,
+        ));
+    };
+    if depth > MAX_PLAYLIST_DEPTH {
+        return Err((
+            Step::Http,
+            format!("{url}: a playlist inside a playlist inside a playlist"),
+        ));
+    }
+    let text = response
+        .into_body()
+        .with_config()
+        .limit(playlist::MAX_PLAYLIST_BYTES)
+        .lossy_utf8(true)
+        .read_to_string()
+        .map_err(|e| {
+            (
+                Step::Http,
+                format!("{url}: reading the playlist: {}", describe(&e)),
+            )
+        })?;
+    let entries = playlist::parse(kind, &text, &final_url)
+        .map_err(|e| (Step::Http, format!("{url}: {e}")))?;
+    let mut failures = Vec::new();
+    let mut step = Step::Http;
+    for entry in &entries {
+        match probe(agent, entry, attempt, depth + 1) {
+            Ok(reason) if attempt.heard_audio() || attempt.upstream().should_let_go() => {
+                return Ok(reason);
+            }
+            Ok(reason) => {
+                step = Step::Decode;
+                failures.push(reason);
+            }
+            Err((at, reason)) => {
+                step = at;
+                failures.push(reason);
+            }
+        }
+        if attempt.upstream().should_let_go() {
+            break;
+        }
+    }
+    Err((
+        step,
+        format!(
+            "every entry of the playlist {url} failed: {}",
+            failures.join("; ")
+        ),
+    ))
+}
+
+/// The step of a test at which a request failed.
+fn step_of(e: &ureq::Error) -> Step {
+    use ureq::Error as E;
+    match e {
+        E::HostNotFound | E::Timeout(ureq::Timeout::Resolve) => Step::Dns,
+        E::ConnectionFailed | E::Timeout(ureq::Timeout::Connect) => Step::Tcp,
+        E::Tls(_) | E::Rustls(_) | E::Pem(_) | E::TlsRequired => Step::Tls,
+        E::Io(io)
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<tokio_rustls::rustls::Error>()) =>
+        {
+            Step::Tls
+        }
+        _ => Step::Http,
+    }
 }
 
 /// Plays a stream response until it ends or fails.

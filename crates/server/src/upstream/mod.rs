@@ -10,6 +10,9 @@
 //! reconnect. It does so with exponential backoff and jitter ([`Backoff`]), and logs an
 //! outage once when it begins and once when it ends, not once per attempt.
 //!
+//! [`probe`] tests an upstream on demand (the API's "test" of a source) with the same
+//! client, decoders and program handling, on an upstream of its own that nobody plays.
+//!
 //! The framework lives here, split from the media crate's half, because this half does the
 //! I/O: sockets, TLS, processes. Everything that touches samples (decoding, the queue, the
 //! fallback) is in `imss_media`.
@@ -18,6 +21,7 @@ mod command;
 mod http;
 mod icy;
 mod playlist;
+pub(crate) mod probe;
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -90,24 +94,7 @@ pub(crate) fn start(
                 agent: http::agent(settings.stall),
             }
         }
-        SourceKind::Command => {
-            let line = ext.command.as_deref().ok_or("no command")?;
-            let argv = shlex::split(line)
-                .filter(|a| !a.is_empty())
-                .ok_or_else(|| format!("command {line:?} cannot be split into words"))?;
-            let format = match ext.format {
-                Some(CommandFormat::Wav) => PcmFormat::Wav,
-                Some(CommandFormat::S16le) | None => PcmFormat::S16Le {
-                    sample_rate: ext.sample_rate.unwrap_or(8000),
-                    channels: ext.channels.unwrap_or(1),
-                },
-            };
-            Source::Command(command::CommandSpec {
-                argv,
-                line: line.to_string(),
-                format,
-            })
-        }
+        SourceKind::Command => Source::Command(command_spec(ext)?),
         other => return Err(format!("kind {other:?} has no upstream")),
     };
     let (up, writer) = Upstream::new(&ext.name, settings);
@@ -117,6 +104,26 @@ pub(crate) fn start(
     let worker = UpstreamWorker::spawn(up, writer, source, retry)
         .map_err(|e| format!("cannot start the upstream thread: {e}"))?;
     Ok((Box::new(feed), worker))
+}
+
+/// The program of a `command` source, as configured.
+fn command_spec(ext: &ExternalAudio) -> Result<command::CommandSpec, String> {
+    let line = ext.command.as_deref().ok_or("no command")?;
+    let argv = shlex::split(line)
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| format!("command {line:?} cannot be split into words"))?;
+    let format = match ext.format {
+        Some(CommandFormat::Wav) => PcmFormat::Wav,
+        Some(CommandFormat::S16le) | None => PcmFormat::S16Le {
+            sample_rate: ext.sample_rate.unwrap_or(8000),
+            channels: ext.channels.unwrap_or(1),
+        },
+    };
+    Ok(command::CommandSpec {
+        argv,
+        line: line.to_string(),
+        format,
+    })
 }
 
 /// A running upstream worker thread; stopped (and its program killed) on drop.
@@ -183,12 +190,7 @@ fn run(mut writer: UpstreamWriter, source: &Source, retry: Retry) {
             backoff.reset();
             continue;
         }
-        let mut attempt = Attempt {
-            writer: &mut writer,
-            outage: &mut outage,
-            audio_since: None,
-            ended_cleanly: false,
-        };
+        let mut attempt = Attempt::new(&mut writer, &mut outage);
         let reason = match source {
             Source::Http { url, agent } => http::play(agent, url, &mut attempt),
             Source::Command(spec) => command::play(spec, &mut attempt),
@@ -255,9 +257,26 @@ pub(super) struct Attempt<'a> {
     audio_since: Option<Instant>,
     /// The upstream's output ended as it may (a program's did), rather than failed.
     ended_cleanly: bool,
+    /// Samples decoded this round.
+    samples: u64,
+    /// The round ends once this many samples were decoded: a test of the upstream
+    /// ([`probe`]), not a source's worker.
+    enough: Option<u64>,
 }
 
-impl Attempt<'_> {
+impl<'a> Attempt<'a> {
+    /// A round of the worker that owns `writer`, logging outages in `outage`.
+    fn new(writer: &'a mut UpstreamWriter, outage: &'a mut Outage) -> Attempt<'a> {
+        Attempt {
+            writer,
+            outage,
+            audio_since: None,
+            ended_cleanly: false,
+            samples: 0,
+            enough: None,
+        }
+    }
+
     /// The upstream being fed.
     fn upstream(&self) -> &Arc<Upstream> {
         self.writer.upstream()
@@ -269,7 +288,12 @@ impl Attempt<'_> {
             self.audio_since = Some(Instant::now());
             self.outage.end(self.writer.upstream());
         }
-        self.writer.push(samples)
+        self.samples += samples.len() as u64;
+        let flow = self.writer.push(samples);
+        if self.enough.is_some_and(|n| self.samples >= n) {
+            return ControlFlow::Break(());
+        }
+        flow
     }
 
     /// Whether this round delivered audio.
