@@ -218,8 +218,17 @@ fn figures_follow_real_calls() {
         Some(1.0),
         "{after}"
     );
+    // The prompt came from the audio root through its decoded-audio cache.
+    let plays = sample(&after, "imss_audio_cache_misses_total").unwrap_or(0.0)
+        + sample(&after, "imss_audio_cache_hits_total").unwrap_or(0.0);
+    assert!(plays >= 1.0, "{after}");
+    assert!(
+        sample(&after, "imss_audio_cache_bytes").is_some_and(|b| b > 0.0),
+        "{after}"
+    );
     for help in [
         "# TYPE imss_sessions gauge",
+        "# TYPE imss_sessions_speaking_text gauge",
         "# TYPE imss_rtp_packets_sent counter",
         "# TYPE imss_rtp_lateness_seconds histogram",
         "# TYPE imss_imap_fetch_seconds histogram",

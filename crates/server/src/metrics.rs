@@ -585,6 +585,39 @@ impl Collector for ServerCollector {
             load(&f.failures),
         )?;
 
+        let (hits, misses) = shared.clips.hits_and_misses();
+        counter(
+            &mut e,
+            "imss_audio_cache_hits",
+            "Plays of files under the audio root served from the decoded-audio cache",
+            hits,
+        )?;
+        counter(
+            &mut e,
+            "imss_audio_cache_misses",
+            "Plays of files under the audio root that decoded the file",
+            misses,
+        )?;
+        gauge(
+            &mut e,
+            "imss_audio_cache_bytes",
+            "Bytes of decoded audio in the cache of files",
+            i64::try_from(shared.clips.used_bytes()).unwrap_or(i64::MAX),
+        )?;
+        let load_gauge = |c: &AtomicU64| i64::try_from(load(c)).unwrap_or(i64::MAX);
+        gauge(
+            &mut e,
+            "imss_sessions_speaking_voicemail",
+            "MRCPv2 sessions whose active SPEAK plays voicemail",
+            load_gauge(&shared.metrics.speaking_voicemail),
+        )?;
+        gauge(
+            &mut e,
+            "imss_sessions_speaking_text",
+            "MRCPv2 sessions whose active SPEAK speaks text",
+            load_gauge(&shared.metrics.speaking_tts),
+        )?;
+
         let mail = shared.voicemail.stats();
         let (buckets, sum) = mail.imap_fetch.snapshot();
         histogram(
