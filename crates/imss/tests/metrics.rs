@@ -143,6 +143,40 @@ fn figures_follow_real_calls() {
         .unwrap_or_else(|| panic!("no source beep: {snapshot}"));
     assert_eq!(beep["state"], "playing", "{snapshot}");
     assert_eq!(beep["listeners"], 1, "{snapshot}");
+    // The charts' history: a sample a second, the call's stream among them.
+    let (code, body) = get(
+        http,
+        "/api/v1/status/history",
+        &format!("Authorization: Bearer {TOKEN}\r\n"),
+    );
+    assert_eq!(code, 200, "{body}");
+    let history: serde_json::Value = serde_json::from_str(&body).expect("history JSON");
+    let t = history["t"].as_array().expect("t");
+    assert!(!t.is_empty(), "{body}");
+    for column in [
+        "streams",
+        "packets_per_s",
+        "lateness_p50_ms",
+        "lateness_p99_ms",
+        "cpu_percent",
+    ] {
+        assert_eq!(
+            history[column].as_array().map(Vec::len),
+            Some(t.len()),
+            "{column}: {body}"
+        );
+    }
+    assert!(
+        t.windows(2).all(|w| w[0].as_u64() < w[1].as_u64()),
+        "{body}"
+    );
+    assert_eq!(
+        history["streams"].as_array().unwrap().last(),
+        Some(&serde_json::json!(1)),
+        "{body}"
+    );
+    let (code, _) = get(http, "/api/v1/status/history", "");
+    assert_eq!(code, 401);
     assert!(
         snapshot["capacity"]["free"].as_u64().is_some(),
         "{snapshot}"

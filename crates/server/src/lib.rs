@@ -493,7 +493,7 @@ pub async fn start_with_options(
         )
         .map_err(StartError::WebAuth)?,
     );
-    let (status, sampler) = metrics::spawn_sampler(&shared, shutdown_rx.clone());
+    let (status, history, sampler) = metrics::spawn_sampler(&shared, shutdown_rx.clone());
     tasks.push(sampler);
     tasks.push(mail_watch::spawn(Arc::clone(&shared), shutdown_rx.clone()));
     let (render_metrics, metrics_access) = metrics::metrics_endpoint(&shared);
@@ -542,7 +542,15 @@ pub async fn start_with_options(
         Arc::new(move || metrics::read_status(&status));
     let router = imss_web::router(health.clone())
         .merge(imss_web::metrics::routes(render_metrics, metrics_access))
-        .merge(imss_web::metrics::status_routes(render_status.clone()))
+        .merge(imss_web::metrics::status_routes(
+            render_status.clone(),
+            Arc::new(move || {
+                history
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .to_json()
+            }),
+        ))
         .merge(imss_web::events::routes(render_status, shutdown_rx.clone()))
         .merge(imss_web::pages::routes(&web_auth))
         .merge(admin::routes(Arc::clone(&admin)));

@@ -1053,16 +1053,68 @@ pub(crate) type StatusCell = Arc<RwLock<Arc<str>>>;
 /// How often the status snapshot is taken.
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
+/// Samples kept for the dashboard's charts: the last 15 minutes.
+pub(crate) const HISTORY_POINTS: usize = 900;
+
+/// The figures the dashboard charts, once a second: streams, packets/s, lateness and CPU.
+#[derive(Debug, Default)]
+pub(crate) struct History {
+    points: std::collections::VecDeque<(u64, usize, f64, Option<f64>, Option<f64>, f64)>,
+}
+
+impl History {
+    fn push(&mut self, status: &Status) {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        if self.points.len() == HISTORY_POINTS {
+            self.points.pop_front();
+        }
+        self.points.push_back((
+            t,
+            status.streams,
+            status.packets_per_s,
+            status.lateness_ms.p50,
+            status.lateness_ms.p99,
+            status.cpu_percent,
+        ));
+    }
+
+    /// `{"interval_s": 1, "t": [unix ms…], "streams": […], "packets_per_s": […],
+    /// "lateness_p50_ms": […], "lateness_p99_ms": […], "cpu_percent": […]}`, oldest first.
+    pub(crate) fn to_json(&self) -> String {
+        let col =
+            |f: &dyn Fn(&(u64, usize, f64, Option<f64>, Option<f64>, f64)) -> serde_json::Value| {
+                serde_json::Value::Array(self.points.iter().map(f).collect())
+            };
+        serde_json::json!({
+            "interval_s": SAMPLE_EVERY.as_secs(),
+            "t": col(&|p| p.0.into()),
+            "streams": col(&|p| p.1.into()),
+            "packets_per_s": col(&|p| p.2.into()),
+            "lateness_p50_ms": col(&|p| p.3.into()),
+            "lateness_p99_ms": col(&|p| p.4.into()),
+            "cpu_percent": col(&|p| p.5.into()),
+        })
+        .to_string()
+    }
+}
+
+/// The chart history the sampler keeps.
+pub(crate) type HistoryCell = Arc<Mutex<History>>;
+
 /// Takes a first snapshot now and starts the sampler that renews it every second until
 /// `shutdown`; returns where the JSON is kept.
 pub(crate) fn spawn_sampler(
     shared: &Arc<Shared>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
-) -> (StatusCell, tokio::task::JoinHandle<()>) {
+) -> (StatusCell, HistoryCell, tokio::task::JoinHandle<()>) {
     let (status, mut previous) = snapshot(shared, None);
     let cell: StatusCell = Arc::new(RwLock::new(to_json(&status)));
+    let history: HistoryCell = Arc::default();
     let weak = Arc::downgrade(shared);
     let out = Arc::clone(&cell);
+    let charted = Arc::clone(&history);
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(SAMPLE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -1079,9 +1131,13 @@ pub(crate) fn spawn_sampler(
             previous = sample;
             let json = to_json(&status);
             *out.write().unwrap_or_else(|p| p.into_inner()) = json;
+            charted
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(&status);
         }
     });
-    (cell, task)
+    (cell, history, task)
 }
 
 fn to_json(status: &Status) -> Arc<str> {

@@ -51,6 +51,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         auth::list_accounts,
         metrics::metrics,
         metrics::status,
+        metrics::status_history,
         events::events
     ))]
     struct Doc;

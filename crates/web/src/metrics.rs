@@ -57,12 +57,37 @@ pub fn routes(render: RenderText, access: MetricsAccess) -> Router {
         .with_state(MetricsState { render, access })
 }
 
-/// `GET /api/v1/status`: `render` gives the JSON snapshot. Unauthenticated as built; wrap
-/// the returned router in the authentication layer before merging it.
-pub fn status_routes(render: RenderText) -> Router {
+/// `GET /api/v1/status`: `render` gives the JSON snapshot; `GET /api/v1/status/history`:
+/// `history` gives the last 15 minutes of the charted figures. Unauthenticated as built;
+/// wrap the returned router in the authentication layer before merging it.
+pub fn status_routes(render: RenderText, history: RenderText) -> Router {
     Router::new()
         .route("/api/v1/status", get(status))
         .with_state(render)
+        .merge(
+            Router::new()
+                .route("/api/v1/status/history", get(status_history))
+                .with_state(history),
+        )
+}
+
+#[utoipa::path(get, path = "/api/v1/status/history", tag = "monitoring",
+    responses(
+        (status = 200, description = "The last 15 minutes of the charted figures, one sample a second, oldest first, as columns: `{interval_s, t (Unix ms), streams, packets_per_s, lateness_p50_ms, lateness_p99_ms, cpu_percent}`"),
+        (status = 401, description = "Not logged in")
+    ))]
+pub(crate) async fn status_history(State(render): State<RenderText>) -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        render(),
+    )
+        .into_response()
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "monitoring",
