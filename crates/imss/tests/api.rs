@@ -243,6 +243,22 @@ fn configuration_changes_are_validated_saved_applied_and_never_overwrite_another
     assert_eq!(a.json()["needs_restart"], json!(["sip"]), "{}", a.body);
     let got = api.get("/api/v1/config", &[("Authorization", &auth)]);
     assert_eq!(got.json()["pending_restart"], json!(["sip"]));
+    // A web certificate that cannot be read is refused before it is saved.
+    let a = call(
+        &mut api,
+        "PUT",
+        "/api/v1/config/http",
+        h(None),
+        json!({"tls_cert": "/nonexistent/web.pem", "tls_key": "/nonexistent/web.key"}),
+    );
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert_eq!(a.json()["field"], "http.tls_cert", "{}", a.body);
+    assert!(
+        a.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent/web.pem")
+    );
     // Trusted networks apply at once.
     let a = call(
         &mut api,

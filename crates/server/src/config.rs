@@ -1411,6 +1411,16 @@ impl Config {
                 "tls_cert and tls_key go together".into(),
             ));
         }
+        if let (Some(cert), Some(key)) = (&self.http.tls_cert, &self.http.tls_key) {
+            crate::tls::server_config(cert, key).map_err(|e| {
+                let which = if e.key().ends_with("cert") {
+                    "tls_cert"
+                } else {
+                    "tls_key"
+                };
+                invalid(&format!("http.{which}"), e.detail())
+            })?;
+        }
         check_log_level(&self.general.log_level).map_err(|m| invalid("general.log_level", m))?;
         if let Some(p) = rtp.realtime_priority
             && !(1..=99).contains(&p)
