@@ -152,6 +152,7 @@ pub(crate) fn restart_sections(started: &Config, config: &Config) -> Vec<&'stati
     let restart_only = |c: &Config| {
         let mut c = c.clone();
         c.general.log_level = String::new();
+        c.general.location = String::new();
         c.sip.trusted_networks = Vec::new();
         c.http = config_file::without_web_access(&c.http);
         c.mail = config::Mail::default();
@@ -197,6 +198,10 @@ pub(crate) fn apply(
             None => needs_restart.push("general.log_level"),
         }
     }
+    if config.general.location != before.general.location {
+        // Read where it is shown (the dashboard); nothing listens on it.
+        applied.push("general.location");
+    }
     if config.sip.trusted_networks != before.sip.trusted_networks {
         applied.push("sip.trusted_networks");
     }
@@ -212,7 +217,8 @@ pub(crate) fn apply(
         // Requests look the engine up by these settings: the next one gets the new engine.
         applied.push("tts");
     }
-    if config_file::web_accounts(config) != config_file::web_accounts(&before)
+    // Compared with the accounts in use, which password changes made at login update too.
+    if config_file::web_accounts(config) != *web_auth.accounts()
         || config.http.session_ttl_s != before.http.session_ttl_s
     {
         applied.push("http.admins");

@@ -999,7 +999,7 @@ fn snapshot(shared: &Shared, previous: Option<&Sample>) -> (Status, Sample) {
     let status = Status {
         server: ServerInfo {
             name: shared.config.general.name.clone(),
-            location: shared.config.general.location.clone(),
+            location: shared.applied().general.location.clone(),
             version: env!("CARGO_PKG_VERSION"),
             uptime_s: shared.started.elapsed().as_secs(),
         },
@@ -1056,10 +1056,22 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 /// Samples kept for the dashboard's charts: the last 15 minutes.
 pub(crate) const HISTORY_POINTS: usize = 900;
 
+/// One second of the charted figures.
+#[derive(Debug, Clone, Copy)]
+struct Point {
+    /// Unix time, ms.
+    t: u64,
+    streams: usize,
+    packets_per_s: f64,
+    p50: Option<f64>,
+    p99: Option<f64>,
+    cpu_percent: f64,
+}
+
 /// The figures the dashboard charts, once a second: streams, packets/s, lateness and CPU.
 #[derive(Debug, Default)]
 pub(crate) struct History {
-    points: std::collections::VecDeque<(u64, usize, f64, Option<f64>, Option<f64>, f64)>,
+    points: std::collections::VecDeque<Point>,
 }
 
 impl History {
@@ -1070,31 +1082,30 @@ impl History {
         if self.points.len() == HISTORY_POINTS {
             self.points.pop_front();
         }
-        self.points.push_back((
+        self.points.push_back(Point {
             t,
-            status.streams,
-            status.packets_per_s,
-            status.lateness_ms.p50,
-            status.lateness_ms.p99,
-            status.cpu_percent,
-        ));
+            streams: status.streams,
+            packets_per_s: status.packets_per_s,
+            p50: status.lateness_ms.p50,
+            p99: status.lateness_ms.p99,
+            cpu_percent: status.cpu_percent,
+        });
     }
 
     /// `{"interval_s": 1, "t": [unix ms…], "streams": […], "packets_per_s": […],
     /// "lateness_p50_ms": […], "lateness_p99_ms": […], "cpu_percent": […]}`, oldest first.
     pub(crate) fn to_json(&self) -> String {
-        let col =
-            |f: &dyn Fn(&(u64, usize, f64, Option<f64>, Option<f64>, f64)) -> serde_json::Value| {
-                serde_json::Value::Array(self.points.iter().map(f).collect())
-            };
+        let col = |f: &dyn Fn(&Point) -> serde_json::Value| {
+            serde_json::Value::Array(self.points.iter().map(f).collect())
+        };
         serde_json::json!({
             "interval_s": SAMPLE_EVERY.as_secs(),
-            "t": col(&|p| p.0.into()),
-            "streams": col(&|p| p.1.into()),
-            "packets_per_s": col(&|p| p.2.into()),
-            "lateness_p50_ms": col(&|p| p.3.into()),
-            "lateness_p99_ms": col(&|p| p.4.into()),
-            "cpu_percent": col(&|p| p.5.into()),
+            "t": col(&|p| p.t.into()),
+            "streams": col(&|p| p.streams.into()),
+            "packets_per_s": col(&|p| p.packets_per_s.into()),
+            "lateness_p50_ms": col(&|p| p.p50.into()),
+            "lateness_p99_ms": col(&|p| p.p99.into()),
+            "cpu_percent": col(&|p| p.cpu_percent.into()),
         })
         .to_string()
     }

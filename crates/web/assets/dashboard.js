@@ -1,9 +1,10 @@
 // The dashboard: figures and live sources from the server-sent `status` events of
-// /api/v1/events, and a chart of the last 15 minutes drawn from the samples kept here.
+// /api/v1/events, and charts of the last 15 minutes: the server's history
+// (/api/v1/status/history) when the page opens, then each live sample.
 "use strict";
 
 const WINDOW_MS = 15 * 60 * 1000;
-const samples = []; // { t, streams, packets }
+const samples = []; // { t, streams, packets, p50, p99, cpu }
 
 function text(id, value) {
   document.getElementById(id).textContent = value;
@@ -36,8 +37,13 @@ function show(status) {
   document.title = s.name + " — imss";
   text("uptime", duration(s.uptime_s));
   text("sessions", status.sessions.total);
-  document.getElementById("sessions").title =
-    `MRCP ${status.sessions.mrcp} · plain SIP ${status.sessions.plain_sip}`;
+  // Voicemail and TTS are MRCP sessions doing that now.
+  const by = status.sessions;
+  const within = [["voicemail", "voicemail"], ["tts", "TTS"]]
+    .filter(([key]) => typeof by[key] === "number")
+    .map(([key, label]) => `${label} ${by[key]}`);
+  text("sessions-kinds",
+    `MRCP ${by.mrcp}${within.length ? ` (${within.join(", ")})` : ""} · plain SIP ${by.plain_sip}`);
   text("streams", status.streams);
   text("packets", Math.round(status.packets_per_s));
   text("lateness", ms(status.lateness_ms.p50) + " / " + ms(status.lateness_ms.p99));
@@ -45,6 +51,7 @@ function show(status) {
   text("memory", bytes(status.memory_rss_bytes));
   text("capacity", status.capacity.free);
   text("capacity-label", `Free calls of ${status.capacity.max_calls}`);
+  showMail(status.mail);
 
   const rows = status.sources.map((src) => {
     const tr = document.createElement("tr");
@@ -55,6 +62,9 @@ function show(status) {
       tr.append(td);
     }
     tr.children[2].className = "state " + src.state;
+    const level = document.createElement("td");
+    level.append(IMSS.levelMeter(src.level_dbfs, src.name));
+    tr.append(level);
     return tr;
   });
   const body = document.getElementById("sources");
@@ -62,14 +72,85 @@ function show(status) {
     body.replaceChildren(...rows);
   } else {
     const tr = document.createElement("tr");
-    tr.innerHTML = '<td colspan="5">No live sources configured.</td>';
+    tr.innerHTML = '<td colspan="6">No live sources configured.</td>';
     body.replaceChildren(tr);
   }
+  showWarnings(status.warnings);
 
   const now = Date.now();
-  samples.push({ t: now, streams: status.streams, packets: status.packets_per_s });
+  samples.push({
+    t: now, streams: status.streams, packets: status.packets_per_s,
+    p50: status.lateness_ms.p50, p99: status.lateness_ms.p99, cpu: status.cpu_percent,
+  });
   while (samples.length && samples[0].t < now - WINDOW_MS) samples.shift();
-  draw(now);
+  drawAll(now);
+}
+
+// Whether the IMAP server answered the last check (once a minute).
+function showMail(mail) {
+  const dd = document.getElementById("mail");
+  const server = (mail && mail.server) || {};
+  if (!mail || !mail.configured) {
+    dd.textContent = "not configured";
+    dd.className = "";
+  } else if (server.reachable === true) {
+    dd.textContent = "reachable" + (server.detail ? ` · ${server.detail}` : "");
+    dd.className = "state playing";
+  } else if (server.reachable === false) {
+    dd.textContent = "unreachable · " + (server.detail || "");
+    dd.className = "state failed";
+  } else {
+    dd.textContent = "not checked yet";
+    dd.className = "";
+  }
+}
+
+// The server's last 15 minutes, so the charts are full from the start.
+async function loadHistory() {
+  try {
+    const r = await fetch("/api/v1/status/history", { cache: "no-store" });
+    if (!r.ok) return;
+    const h = await r.json();
+    const old = h.t.map((t, i) => ({
+      t, streams: h.streams[i], packets: h.packets_per_s[i],
+      p50: h.lateness_p50_ms[i], p99: h.lateness_p99_ms[i], cpu: h.cpu_percent[i],
+    }));
+    const first = samples.length ? samples[0].t : Infinity;
+    samples.unshift(...old.filter((s) => s.t < first));
+    drawAll(Date.now());
+  } catch (e) {
+    // The live samples still draw.
+  }
+}
+
+function drawAll(now) {
+  const css = getComputedStyle(document.documentElement);
+  const a = css.getPropertyValue("--streams"), b = css.getPropertyValue("--packets");
+  draw("chart", now, [
+    { color: a, value: (s) => s.streams, axis: "left" },
+    { color: b, value: (s) => s.packets, axis: "right" },
+  ]);
+  draw("chart-lateness", now, [
+    { color: a, value: (s) => s.p50, axis: "left" },
+    { color: b, value: (s) => s.p99, axis: "left" },
+  ]);
+  draw("chart-cpu", now, [{ color: a, value: (s) => s.cpu, axis: "left" }]);
+}
+
+// Recent warnings, when the server reports them (`{at, level, message}`, newest last):
+// shown newest first.
+function showWarnings(warnings) {
+  const section = document.getElementById("warnings-section");
+  if (!Array.isArray(warnings) || !warnings.length) {
+    section.hidden = true;
+    return;
+  }
+  section.hidden = false;
+  document.getElementById("warnings").replaceChildren(...warnings.slice().reverse().map((w) =>
+    IMSS.el("tr", {},
+      IMSS.el("td", { class: "nowrap" }, IMSS.when(w.at)),
+      IMSS.el("td", { class: `state ${w.level === "error" ? "failed" : "fallback"}` }, w.level || "warn"),
+      IMSS.el("td", { class: "wrap" }, w.message))));
 }
 
 function niceMax(v) {
@@ -79,8 +160,10 @@ function niceMax(v) {
   return 10 * p;
 }
 
-function draw(now) {
-  const canvas = document.getElementById("chart");
+// One chart: `series` of `{color, value, axis}` on a left and an optional right axis;
+// missing values (null) break the line.
+function draw(id, now, series) {
+  const canvas = document.getElementById(id);
   const ratio = window.devicePixelRatio || 1;
   const width = canvas.clientWidth, height = canvas.clientHeight;
   if (canvas.width !== width * ratio || canvas.height !== height * ratio) {
@@ -93,8 +176,12 @@ function draw(now) {
   const css = getComputedStyle(canvas);
   const left = 48, right = 64, top = 10, bottom = 24;
   const w = width - left - right, h = height - top - bottom;
-  const maxStreams = niceMax(Math.max(0, ...samples.map((s) => s.streams)));
-  const maxPackets = niceMax(Math.max(0, ...samples.map((s) => s.packets)));
+  const max = {};
+  for (const axis of ["left", "right"]) {
+    const values = series.filter((s) => s.axis === axis)
+      .flatMap((s) => samples.map(s.value)).filter((v) => typeof v === "number");
+    if (values.length || axis === "left") max[axis] = niceMax(Math.max(0, ...values));
+  }
 
   g.font = "12px system-ui, sans-serif";
   g.strokeStyle = css.getPropertyValue("--grid");
@@ -104,9 +191,11 @@ function draw(now) {
     const y = top + h - (h * i) / 4;
     g.beginPath(); g.moveTo(left, y); g.lineTo(left + w, y); g.stroke();
     g.textAlign = "right";
-    g.fillText(String(+(maxStreams * i / 4).toFixed(2)), left - 6, y + 4);
-    g.textAlign = "left";
-    g.fillText(String(+(maxPackets * i / 4).toFixed(1)), left + w + 6, y + 4);
+    g.fillText(String(+(max.left * i / 4).toFixed(2)), left - 6, y + 4);
+    if (max.right !== undefined) {
+      g.textAlign = "left";
+      g.fillText(String(+(max.right * i / 4).toFixed(1)), left + w + 6, y + 4);
+    }
   }
   g.textAlign = "center";
   for (let min = 15; min >= 0; min -= 5) {
@@ -115,18 +204,20 @@ function draw(now) {
   }
 
   const x = (t) => left + w - (w * (now - t)) / WINDOW_MS;
-  const line = (color, value, max) => {
-    g.strokeStyle = color;
+  for (const s of series) {
+    g.strokeStyle = s.color;
     g.lineWidth = 2;
     g.beginPath();
-    samples.forEach((s, i) => {
-      const y = top + h - (h * value(s)) / max;
-      if (i) g.lineTo(x(s.t), y); else g.moveTo(x(s.t), y);
-    });
+    let drawing = false;
+    for (const p of samples) {
+      const v = s.value(p);
+      if (typeof v !== "number") { drawing = false; continue; }
+      const y = top + h - (h * Math.min(v, max[s.axis])) / max[s.axis];
+      if (drawing) g.lineTo(x(p.t), y); else g.moveTo(x(p.t), y);
+      drawing = true;
+    }
     g.stroke();
-  };
-  line(css.getPropertyValue("--streams"), (s) => s.streams, maxStreams);
-  line(css.getPropertyValue("--packets"), (s) => s.packets, maxPackets);
+  }
 }
 
 function connect() {
@@ -147,5 +238,6 @@ function connect() {
   });
 }
 
-window.addEventListener("resize", () => draw(Date.now()));
+window.addEventListener("resize", () => drawAll(Date.now()));
 connect();
+loadHistory();

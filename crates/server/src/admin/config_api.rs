@@ -364,7 +364,7 @@ pub struct UserList {
 pub struct NewUser {
     /// Login name: 1 to 64 printable characters.
     pub user: String,
-    /// Password: at least 12 characters.
+    /// Password: at least 10 characters.
     pub password: String,
     /// `admin` (default) or `viewer`.
     #[serde(default)]
