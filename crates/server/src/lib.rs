@@ -217,17 +217,14 @@ pub(crate) fn apply(
         // Requests look the engine up by these settings: the next one gets the new engine.
         applied.push("tts");
     }
-    // Compared with the accounts in use, which password changes made at login update too.
-    if config_file::web_accounts(config) != *web_auth.accounts()
-        || config.http.session_ttl_s != before.http.session_ttl_s
-    {
-        applied.push("http.admins");
-    }
-    // Web accounts, tokens and the session lifetime apply at once.
+    // Web accounts, tokens and the session lifetime apply at once. Compared with the
+    // accounts in force, which password changes made at login update too.
     // Cookies stay `Secure` or not as the listener runs: TLS on the port changes at restart.
     let mut settings = config_file::web_auth_settings(config);
     settings.secure_cookie = shared.config.http.tls_cert.is_some();
-    web_auth.replace(config_file::web_accounts(config), settings);
+    if web_auth.replace(config_file::web_accounts(config), settings) {
+        applied.push("http.admins");
+    }
     let sources = shared.sources.reload(config);
     if !(sources.added.is_empty() && sources.changed.is_empty() && sources.removed.is_empty()) {
         applied.push("external_audio");

@@ -643,7 +643,8 @@ impl Auth {
     /// Applies a reloaded configuration's accounts, tokens and settings at once. Sessions of
     /// removed users, or of users whose password changed, end; role changes apply to
     /// running sessions. The one-time admin stays while the configuration has no admin.
-    pub fn replace(&self, accounts: Accounts, settings: AuthSettings) {
+    /// Returns whether anything differs from what was in force.
+    pub fn replace(&self, accounts: Accounts, settings: AuthSettings) -> bool {
         let mut accounts = accounts;
         {
             let mut one_time = lock(&self.one_time_admin);
@@ -655,8 +656,10 @@ impl Auth {
                 accounts.users.insert(admin.user.clone(), admin.clone());
             }
         }
+        let changed = **read(&self.accounts) != accounts || *read(&self.settings) != settings;
         *write(&self.accounts) = Arc::new(accounts);
         *write(&self.settings) = settings;
+        changed
     }
 
     /// The accounts in force now.

@@ -128,6 +128,16 @@ impl Api {
         )
     }
 
+    /// `POST path` with a JSON `body` written out.
+    pub fn post_json(&mut self, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
+        self.request(
+            "POST",
+            path,
+            headers,
+            Some(("application/json", body.as_bytes())),
+        )
+    }
+
     /// Logs in; returns the answer and the `Cookie` header value of the session.
     pub fn login(&mut self, user: &str, password: &str) -> (Answer, String) {
         let body = serde_json::json!({ "user": user, "password": password });
