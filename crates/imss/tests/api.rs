@@ -304,21 +304,10 @@ fn configuration_changes_are_validated_saved_applied_and_never_overwrite_another
         json!({"log_level": "loud"}),
     );
     assert_eq!(a.json()["field"], "general.log_level", "{}", a.body);
-    let path = config_path(&server);
-    let (ok, _, err) = imss(
-        &[
-            "admin",
-            "set-password",
-            "bob",
-            "--config",
-            path.to_str().unwrap(),
-        ],
-        &format!("{PASSWORD}\n"),
-    );
-    assert!(ok, "{err}");
-    // SAFETY: a signal to the child this test started.
-    assert_eq!(unsafe { libc::kill(server.pid() as i32, libc::SIGHUP) }, 0);
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // A user made through the API can log in at once.
+    let bob = json!({"user": "bob", "password": PASSWORD, "must_change_password": false});
+    let a = call(&mut api, "POST", "/api/v1/users", h(None), bob);
+    assert_eq!(a.status, 201, "{}", a.body);
     let (login, _) = api.login("bob", PASSWORD);
     assert_eq!(login.status, 200, "{}", login.body);
     std::thread::sleep(std::time::Duration::from_millis(300));
