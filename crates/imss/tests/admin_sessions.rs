@@ -5,38 +5,25 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use support::raw::{self, ADMIN_TOKEN, VIEWER_TOKEN, server_with_tokens};
 use support::session::{loud_frequency, open_session};
 use support::*;
 
-/// An admin and a viewer API token, and the SHA-256 the configuration holds for each.
-const ADMIN_TOKEN: &str = "imss-sessions-test-admin-token-0001";
-const ADMIN_SHA256: &str = "b413b5577d3236827f3067a31674a536d374aae5234d5bb63517232a25720482";
-const VIEWER_TOKEN: &str = "imss-sessions-test-viewer-token-0002";
-const VIEWER_SHA256: &str = "4d3517825acadc242c4d0c7cdbe32916172914d0f78e60c9830aeeb04d9dc8d9";
-
 /// `METHOD path` with an optional bearer token; the status code and the body.
 fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n{auth}\r\n"
+    let a = raw::request(
+        addr,
+        method,
+        path,
+        token,
+        "application/json",
+        None,
+        Duration::from_secs(10),
     );
-    s.write_all(req.as_bytes())
-        .unwrap_or_else(|e| panic!("send: {e}"));
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    let code = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status line: {out}"));
-    let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (code, body.to_string())
+    (a.status, a.text())
 }
 
 /// The session list, read with the admin token.
@@ -88,13 +75,6 @@ fn now_unix() -> u64 {
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
         .as_secs()
-}
-
-fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
-    let prefix = format!("{}:", name.to_ascii_lowercase());
-    msg.lines()
-        .find(|l| l.to_ascii_lowercase().starts_with(&prefix))
-        .map(|l| l[name.len() + 1..].trim())
 }
 
 /// The first SIP message on `sock` with Call-ID `call_id` that `want` accepts, within
@@ -235,12 +215,9 @@ fn plain_call(server: &Server, source: &str) -> PlainCall {
 
 #[test]
 fn sessions_are_listed_as_the_clients_see_them_and_end_on_delete() {
-    let server = start_server(
-        &format!(
-            "http.api_tokens = [{{ name = \"ops\", hash = \"{ADMIN_SHA256}\", role = \"admin\", created = \"2026-01-01T00:00:00Z\" }}, {{ name = \"ro\", hash = \"{VIEWER_SHA256}\", role = \"viewer\", created = \"2026-01-01T00:00:00Z\" }}]\n\
-             [[external_audio]]\nname = \"beep\"\nkind = \"tone\"\nfrequency_hz = 440\n\
-             [[external_audio]]\nname = \"hum\"\nkind = \"tone\"\nfrequency_hz = 1000\n"
-        ),
+    let server = server_with_tokens(
+        "[[external_audio]]\nname = \"beep\"\nkind = \"tone\"\nfrequency_hz = 440\n\
+         [[external_audio]]\nname = \"hum\"\nkind = \"tone\"\nfrequency_hz = 1000\n",
         |_| {},
     );
     let http_addr = server.http;

@@ -7,15 +7,9 @@ mod support;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
+use support::api::reload;
 use support::session::loud_frequency;
 use support::*;
-
-fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
-    let prefix = format!("{}:", name.to_ascii_lowercase());
-    msg.lines()
-        .find(|l| l.to_ascii_lowercase().starts_with(&prefix))
-        .map(|l| l[name.len() + 1..].trim())
-}
 
 /// The first final response to `method` on `sock` whose Call-ID is `call_id`, or `None`
 /// after `limit`.
@@ -42,23 +36,6 @@ fn final_response(
         }
     }
     None
-}
-
-/// Sends SIGHUP and waits for the reload to be logged.
-fn reload(server: &Server) {
-    let before = server.log().matches("configuration reloaded").count();
-    // SAFETY: kill only sends a signal to the child this test started.
-    let rc = unsafe { libc::kill(server.pid() as libc::pid_t, libc::SIGHUP) };
-    assert_eq!(rc, 0, "SIGHUP to imss");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while server.log().matches("configuration reloaded").count() == before {
-        assert!(
-            Instant::now() < deadline,
-            "no reload logged:\n{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Whether the server closes a fresh MRCPv2 connection within `limit` (EOF or reset).

@@ -444,6 +444,14 @@ pub fn request(
     )
 }
 
+/// The value of SIP header `name` (case-insensitive) in `msg`.
+pub fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
+    let prefix = format!("{}:", name.to_ascii_lowercase());
+    msg.lines()
+        .find(|l| l.to_ascii_lowercase().starts_with(&prefix))
+        .map(|l| l[name.len() + 1..].trim())
+}
+
 pub fn offer(port: u16, pts: &str) -> String {
     format!(
         "v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP {pts}\r\na=recvonly\r\n"
